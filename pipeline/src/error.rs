@@ -1,0 +1,33 @@
+//! The pipeline's error type: every variant renders as one line that names the
+//! file, node or field at fault.
+
+use crate::dag::DagError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Dag(#[from] DagError),
+    #[error("{0}")]
+    Store(String),
+    #[error("node `{node}`: {message}")]
+    Node { node: String, message: String },
+    #[error("{}", one_line(&.0.to_string()))]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error while running `node`.
+    pub fn node(node: &str, message: impl std::fmt::Display) -> Self {
+        Error::Node {
+            node: node.to_string(),
+            message: one_line(&message.to_string()),
+        }
+    }
+}
+
+/// Collapses a multi-line message (DataFusion wraps errors in context lines) to one.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,53 @@
+//! `speechmill inspect`: rows, hours of audio and rejects by reason per node.
+
+use datafusion::arrow::array::{Array, Int64Array, StringArray};
+use datafusion::prelude::SessionContext;
+
+use crate::error::Result;
+use crate::runner::register_store_tables;
+use crate::store::RunStore;
+
+/// One node's line in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub stage: String,
+    pub fingerprint: String,
+    pub rows: u64,
+    pub rejects: u64,
+    pub audio_hours: Option<f64>,
+    /// (reason, count), most frequent first.
+    pub rejects_by_reason: Vec<(String, i64)>,
+}
+
+/// Reports every committed node of the store.
+pub async fn inspect(session: &SessionContext, store: &RunStore) -> Result<Vec<NodeReport>> {
+    let markers = register_store_tables(session, store).await?;
+    let mut reports = Vec::new();
+    for marker in markers {
+        let query = format!(
+            "SELECT reason, count(*) AS n FROM \"{}_rejects\" GROUP BY reason ORDER BY n DESC, reason",
+            marker.node
+        );
+        let mut by_reason = Vec::new();
+        for batch in session.sql(&query).await?.collect().await? {
+            let reasons = batch.column(0).as_any().downcast_ref::<StringArray>();
+            let counts = batch.column(1).as_any().downcast_ref::<Int64Array>();
+            if let (Some(reasons), Some(counts)) = (reasons, counts) {
+                for i in 0..batch.num_rows() {
+                    by_reason.push((reasons.value(i).to_string(), counts.value(i)));
+                }
+            }
+        }
+        reports.push(NodeReport {
+            node: marker.node.clone(),
+            stage: marker.stage.clone(),
+            fingerprint: marker.fingerprint.clone(),
+            rows: marker.rows,
+            rejects: marker.rejects,
+            audio_hours: marker.audio_seconds.map(|s| s / 3600.0),
+            rejects_by_reason: by_reason,
+        });
+    }
+    Ok(reports)
+}

@@ -1,0 +1,75 @@
+//! Subcommands. Each is a small function over the pipeline and stages crates.
+
+mod decode;
+mod doctor;
+mod output;
+mod run;
+mod sql;
+
+use clap::{Parser, Subcommand};
+use speechmill_pipeline::Override;
+
+/// speechmill turns raw audio into training data for speech models: it crawls
+/// audio, decodes it, cuts it into speech segments, pseudo-labels them and writes
+/// shards — as a DAG of DataFusion queries whose every node is committed to a run
+/// store, so reruns resume and only changed nodes recompute.
+///
+/// Start with the demo:
+///
+///   speechmill run dags/demo.toml --store store/demo
+///   speechmill inspect --store store/demo
+///   speechmill sql --store store/demo "SELECT uri, codec, duration_s FROM decode"
+#[derive(Parser, Debug)]
+#[command(name = "speechmill", version, about, long_about, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by `run` and `plan`.
+#[derive(clap::Args, Debug)]
+pub struct DagArgs {
+    /// The DAG file (TOML), e.g. dags/demo.toml.
+    pub dag: String,
+    /// Run store: a local directory or s3://bucket/prefix (S3 settings come from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_ALLOW_HTTP).
+    #[arg(long)]
+    pub store: String,
+    /// Override a node parameter: NODE.PARAM=VALUE, the value read as TOML (a bare
+    /// word is a string). Repeatable. Example: --set 'ingest.paths=["a/*.wav"]'
+    #[arg(long = "set", value_name = "NODE.PARAM=VALUE")]
+    pub overrides: Vec<Override>,
+    /// Only NODE and the nodes it depends on.
+    #[arg(long, value_name = "NODE")]
+    pub until: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a DAG: every node not already committed in the store runs, and its
+    /// output is committed. Exits 0 when the run completes, whatever it rejected.
+    Run(DagArgs),
+    /// Show the DAG's nodes in order, each marked cached or to-run, with the reason.
+    Plan(DagArgs),
+    /// Query committed tables with SQL: each node is a table by its name, and its
+    /// rejects are `<node>_rejects`.
+    Sql(sql::SqlArgs),
+    /// Rows, hours of audio and rejects by reason, per committed node.
+    Inspect(sql::InspectArgs),
+    /// Check what speechmill needs (onnxruntime, models, tools) and say how to fix it.
+    Doctor,
+    /// Decode audio files to 16 kHz mono PCM16 (s16le), the way stages see them.
+    Decode(decode::DecodeArgs),
+}
+
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Plan(args) => run::plan(args).await,
+        Command::Sql(args) => sql::sql(args).await,
+        Command::Inspect(args) => sql::inspect(args).await,
+        Command::Doctor => doctor::doctor(),
+        Command::Decode(args) => decode::decode(args),
+    }
+}

@@ -1,0 +1,206 @@
+//! Helpers for end-to-end tests of the `speechmill` binary.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var("SPEECHMILL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".cache/speechmill"))
+}
+
+/// A `speechmill` command run from `cwd`.
+pub fn speechmill(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_speechmill"));
+    cmd.current_dir(cwd).env("SPEECHMILL_CACHE", cache_dir()).env_remove("SPEECHMILL_LOG");
+    cmd
+}
+
+/// Runs a command and returns its output, failing the test on a spawn error.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and asserts success, returning stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let o = output(cmd);
+    assert!(o.status.success(), "{cmd:?} failed:\nstdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// Requires a program that `bash scripts/setup.sh` installs.
+pub fn require_program(name: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "`{name}` is missing: run `bash scripts/setup.sh` first");
+}
+
+/// Makes an audio file with ffmpeg from a lavfi source (e.g. `sine=frequency=440:duration=2`).
+pub fn ffmpeg_make(source: &str, args: &[&str], out: &Path) {
+    require_program("ffmpeg");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+}
+
+/// A folder of good audio in several formats plus broken files. Returns
+/// (good file count, broken file count).
+pub fn mixed_audio_dir(dir: &Path) -> (usize, usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let good: [(&str, &str, &[&str]); 5] = [
+        ("tone.wav", "sine=frequency=440:duration=1.5", &["-ar", "16000", "-ac", "1"]),
+        ("tone44k.wav", "sine=frequency=523:duration=2", &["-ar", "44100", "-ac", "2"]),
+        ("tone.flac", "sine=frequency=330:duration=1", &["-ar", "22050"]),
+        ("tone.mp3", "sine=frequency=660:duration=2", &["-ar", "44100", "-b:a", "64k"]),
+        ("tone.webm", "sine=frequency=250:duration=1.2", &["-c:a", "libopus", "-b:a", "32k"]),
+    ];
+    for (name, source, args) in good {
+        ffmpeg_make(source, args, &dir.join(name));
+    }
+    // Broken: empty, random bytes, a FLAC cut after its header, text with an audio name.
+    std::fs::write(dir.join("empty.wav"), b"").unwrap();
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(dir.join("noise.mp3"), &noise).unwrap();
+    let flac = std::fs::read(dir.join("tone.flac")).unwrap();
+    std::fs::write(dir.join("cut.flac"), &flac[..60.min(flac.len())]).unwrap();
+    std::fs::write(dir.join("notes.ogg"), b"these are not audio bytes at all\n").unwrap();
+    (5, 4)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_for_port(port: u16, within: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after {within:?}");
+}
+
+/// A server process killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the moto S3 server (installed by setup) on a free loopback port.
+pub fn start_moto() -> Server {
+    let bin = cache_dir().join("venv/bin/moto_server");
+    assert!(bin.is_file(), "{} is missing: run `bash scripts/setup.sh` first", bin.display());
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts");
+    wait_for_port(port, Duration::from_secs(30));
+    Server { child, port }
+}
+
+/// Environment for talking to a moto server at `port`.
+pub fn s3_env(cmd: &mut Command, port: u16) -> &mut Command {
+    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ALLOW_HTTP", "true")
+}
+
+/// Creates a bucket on moto with a plain HTTP PUT (no AWS client needed).
+pub fn create_bucket(port: u16, bucket: &str) {
+    http_request(port, "PUT", &format!("/{bucket}"), b"");
+}
+
+/// Puts an object on moto.
+pub fn put_object(port: u16, bucket: &str, key: &str, body: &[u8]) {
+    http_request(port, "PUT", &format!("/{bucket}/{key}"), body);
+}
+
+fn http_request(port: u16, method: &str, path: &str, body: &[u8]) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "{method} {path}: {response}");
+}
+
+/// Writes a DAG file and returns its path.
+pub fn write_dag(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The ingest → decode DAG over `paths`.
+pub fn ingest_decode_dag(dir: &Path, paths: &[&str]) -> PathBuf {
+    let list: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+    write_dag(
+        dir,
+        "dag.toml",
+        &format!(
+            "[nodes.ingest]\nstage = \"ingest\"\nparams = {{ paths = [{}] }}\n\n[nodes.decode]\nstage = \"decode\"\ninputs = [\"ingest\"]\n",
+            list.join(", ")
+        ),
+    )
+}
+
+/// `speechmill sql --format csv` rows (header first).
+pub fn sql_csv(cwd: &Path, store: &str, query: &str) -> Vec<String> {
+    let out = ok(speechmill(cwd).args(["sql", "--store", store, "--format", "csv", query]));
+    out.lines().map(str::to_string).collect()
+}
+
+/// The single number a `SELECT count(*)`-style query returns.
+pub fn sql_number(cwd: &Path, store: &str, query: &str) -> i64 {
+    let lines = sql_csv(cwd, store, query);
+    lines
+        .get(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{query}: expected one number, got {lines:?}"))
+}
