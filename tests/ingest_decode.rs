@@ -88,16 +88,22 @@ fn a_run_killed_mid_node_resumes_to_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let audio = dir.path().join("audio");
     std::fs::create_dir_all(&audio).unwrap();
-    // Enough distinct audio that decode takes a few seconds.
+    // Enough distinct sources that decode takes seconds: one long MP3 remuxed with
+    // a different title each time (distinct bytes, no re-encoding).
+    let base = dir.path().join("base.mp3");
+    ffmpeg_make("sine=frequency=440:duration=180", &["-ar", "44100", "-ac", "2", "-b:a", "128k"], &base);
     for i in 0..24 {
-        ffmpeg_make(
-            &format!("sine=frequency={}:duration=90", 200 + i * 37),
-            &["-ar", "44100", "-ac", "2"],
-            &audio.join(format!("long{i:02}.flac")),
-        );
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+            .arg(&base)
+            .args(["-c", "copy", "-metadata", &format!("title=copy {i}")])
+            .arg(audio.join(format!("long{i:02}.mp3")))
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
-    std::fs::write(audio.join("broken.flac"), b"fLaC not really").unwrap();
-    let dag = ingest_decode_dag(dir.path(), &["audio/*.flac"]);
+    std::fs::write(audio.join("broken.mp3"), b"ID3 not really").unwrap();
+    let dag = ingest_decode_dag(dir.path(), &["audio/*.mp3"]);
     let dag = dag.to_str().unwrap();
 
     let mut child = speechmill(dir.path())
@@ -113,7 +119,7 @@ fn a_run_killed_mid_node_resumes_to_the_same_rows() {
         assert!(start.elapsed() < Duration::from_secs(120), "ingest never committed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

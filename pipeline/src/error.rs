@@ -13,6 +13,10 @@ pub enum Error {
     Node { node: String, message: String },
     #[error("{}", one_line(&.0.to_string()))]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("{}", one_line(&.0.to_string()))]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("{}", one_line(&.0.to_string()))]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

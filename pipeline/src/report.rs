@@ -1,6 +1,8 @@
 //! `speechmill inspect`: rows, hours of audio and rejects by reason per node.
 
 use datafusion::arrow::array::{Array, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 
 use crate::error::Result;
@@ -31,7 +33,8 @@ pub async fn inspect(session: &SessionContext, store: &RunStore) -> Result<Vec<N
         );
         let mut by_reason = Vec::new();
         for batch in session.sql(&query).await?.collect().await? {
-            let reasons = batch.column(0).as_any().downcast_ref::<StringArray>();
+            let reasons = cast(batch.column(0), &DataType::Utf8)?;
+            let reasons = reasons.as_any().downcast_ref::<StringArray>();
             let counts = batch.column(1).as_any().downcast_ref::<Int64Array>();
             if let (Some(reasons), Some(counts)) = (reasons, counts) {
                 for i in 0..batch.num_rows() {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, Float64Array, RecordBatch};
-use datafusion::arrow::compute::{filter_record_batch, is_not_null, is_null};
+use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null, is_null};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::config::SessionConfig;
-use datafusion::parquet::arrow::async_writer::{AsyncArrowWriter, ParquetObjectWriter};
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use object_store::buffered::BufWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
@@ -298,10 +299,11 @@ async fn write_output(
     df: DataFrame,
     bar: &NodeProgress,
 ) -> Result<Written> {
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await?;
+    let schema: SchemaRef = stream.schema();
     let reason_index = schema.index_of(REJECT_REASON_COLUMN).ok();
     if let Some(i) = reason_index {
-        if schema.field(i).data_type() != &DataType::Utf8 {
+        if !matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
             return Err(Error::node(node, format!("`{REJECT_REASON_COLUMN}` must be a string column")));
         }
     }
@@ -322,12 +324,12 @@ async fn write_output(
     let data_path = store.part_path(node, fingerprint, "data", 0);
     let reject_path = store.part_path(node, fingerprint, "rejects", 0);
     let mut data_writer = AsyncArrowWriter::try_new(
-        ParquetObjectWriter::new(store.object_store().clone(), data_path.clone()),
+        BufWriter::new(store.object_store().clone(), data_path.clone()),
         data_schema.clone(),
         None,
     )?;
     let mut reject_writer = AsyncArrowWriter::try_new(
-        ParquetObjectWriter::new(store.object_store().clone(), reject_path.clone()),
+        BufWriter::new(store.object_store().clone(), reject_path.clone()),
         reject_schema.clone(),
         None,
     )?;
@@ -335,16 +337,15 @@ async fn write_output(
     let mut rows = 0u64;
     let mut rejects = 0u64;
     let mut audio_seconds: Option<f64> = None;
-    let mut stream = df.execute_stream().await?;
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
+        let batch = conform(batch?, &schema)?;
         let (kept, rejected) = match reason_index {
             Some(i) => {
-                let reasons = batch.column(i);
+                let reasons = &cast(batch.column(i), &DataType::Utf8)?;
                 let kept = filter_record_batch(&batch.project(&data_columns)?, &is_null(reasons)?)?;
                 let rejected = filter_record_batch(&batch, &is_not_null(reasons)?)?;
                 let mut columns: Vec<Arc<dyn Array>> = data_columns.iter().map(|c| rejected.column(*c).clone()).collect();
-                columns.push(rejected.column(i).clone());
+                columns.push(cast(rejected.column(i), &DataType::Utf8)?);
                 (kept, RecordBatch::try_new(reject_schema.clone(), columns)?)
             }
             None => (batch, RecordBatch::new_empty(reject_schema.clone())),
@@ -371,6 +372,21 @@ async fn write_output(
         data_file: store.relative(&data_path),
         reject_file: store.relative(&reject_path),
     })
+}
+
+/// Casts columns whose type differs from the plan's schema (branches of a UNION
+/// can disagree on string encodings) so every batch matches the files' schema.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Seconds of audio in a batch: `duration_s`, else `end_s - start_s`.
