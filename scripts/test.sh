@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# speechmill tests: the setup step (idempotent, seconds when done), then every test of
+# the workspace. Extra arguments go to the test runner (e.g. a test-name filter).
+#
+#   bash scripts/test.sh
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+bash scripts/setup.sh
+
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "[test] cargo nextest run --workspace"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+  # nextest does not run doctests; run them even when a test above failed.
+  echo "[test] cargo test --doc --workspace"
+  cargo test --doc --workspace || status=$?
+else
+  echo "[test] cargo test --workspace"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
+fi
+if [ "$status" -ne 0 ]; then
+  echo "[test] FAILED (exit $status)" >&2
+  exit "$status"
+fi
+echo "[test] all tests passed"
