@@ -6,12 +6,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Warnings only; symphonia logs every undecodable probe as an error, which the
+/// rejects table already records with its reason.
+const DEFAULT_LOG_FILTER: &str = "warn,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_bundle_flac=off,\
+symphonia_codec_aac=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off,symphonia_codec_adpcm=off,\
+symphonia_format_riff=off,symphonia_format_ogg=off,symphonia_format_mkv=off,symphonia_format_isomp4=off";
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPEECHMILL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

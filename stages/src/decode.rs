@@ -14,7 +14,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::physical_plan::Partitioning;
+use datafusion::logical_expr::Partitioning;
 use serde::{Deserialize, Serialize};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
