@@ -10,13 +10,35 @@ fn sql_csv_prints_a_header_and_every_node_has_a_rejects_table() {
     mixed_audio_dir(&dir.path().join("audio"));
     let dag = ingest_decode_dag(dir.path(), &["audio/tone.wav"]);
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
-    let lines = sql_csv(dir.path(), "store", "SELECT uri, reason FROM decode_rejects");
-    assert_eq!(lines, vec!["uri,reason".to_string()], "an empty rejects table still prints its header");
-    let lines = sql_csv(dir.path(), "store", "SELECT uri, reason FROM ingest_rejects");
+    let lines = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, reason FROM decode_rejects",
+    );
+    assert_eq!(
+        lines,
+        vec!["uri,reason".to_string()],
+        "an empty rejects table still prints its header"
+    );
+    let lines = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, reason FROM ingest_rejects",
+    );
     assert_eq!(lines, vec!["uri,reason".to_string()]);
-    let json = ok(speechmill(dir.path()).args(["sql", "--store", "store", "--format", "json", "SELECT codec, channels FROM decode"]));
+    let json = ok(speechmill(dir.path()).args([
+        "sql",
+        "--store",
+        "store",
+        "--format",
+        "json",
+        "SELECT codec, channels FROM decode",
+    ]));
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(parsed, serde_json::json!([{"codec": "pcm_s16le", "channels": 1}]));
+    assert_eq!(
+        parsed,
+        serde_json::json!([{"codec": "pcm_s16le", "channels": 1}])
+    );
 }
 
 #[test]
@@ -29,7 +51,10 @@ fn sql_on_an_unknown_table_names_the_tables() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("tables: ingest, decode") || err.contains("tables: decode, ingest"), "{err}");
+    assert!(
+        err.contains("tables: ingest, decode") || err.contains("tables: decode, ingest"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -40,11 +65,21 @@ fn inspect_counts_rows_hours_and_rejects_by_reason() {
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
     let json = ok(speechmill(dir.path()).args(["inspect", "--store", "store", "--json"]));
     let reports: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let decode = reports.as_array().unwrap().iter().find(|r| r["node"] == "decode").unwrap();
+    let decode = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == "decode")
+        .unwrap();
     assert_eq!(decode["rows"], 5);
     let hours = decode["audio_hours"].as_f64().unwrap();
     assert!((hours * 3600.0 - 7.7).abs() < 0.2, "{hours}");
-    let by_reason: i64 = decode["rejects_by_reason"].as_array().unwrap().iter().map(|p| p[1].as_i64().unwrap()).sum();
+    let by_reason: i64 = decode["rejects_by_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_i64().unwrap())
+        .sum();
     assert_eq!(by_reason, decode["rejects"].as_i64().unwrap());
 }
 

@@ -15,14 +15,20 @@ fn run_dag(text: &str, extra: &[&str]) -> String {
     assert!(!o.status.success(), "a bad DAG ran: {}", stdout(&o));
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.contains("bad.toml"), "error does not name the file: {err}");
+    assert!(
+        err.contains("bad.toml"),
+        "error does not name the file: {err}"
+    );
     err
 }
 
 #[test]
 fn unknown_stage_is_named() {
     let err = run_dag("[nodes.a]\nstage = \"transmogrify\"\n", &[]);
-    assert!(err.contains("node `a`") && err.contains("unknown stage `transmogrify`"), "{err}");
+    assert!(
+        err.contains("node `a`") && err.contains("unknown stage `transmogrify`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -36,20 +42,38 @@ fn cycle_is_reported() {
 
 #[test]
 fn missing_input_is_named() {
-    let err = run_dag("[nodes.decode]\nstage = \"decode\"\ninputs = [\"ingest\"]\n", &[]);
-    assert!(err.contains("node `decode`") && err.contains("input `ingest`"), "{err}");
+    let err = run_dag(
+        "[nodes.decode]\nstage = \"decode\"\ninputs = [\"ingest\"]\n",
+        &[],
+    );
+    assert!(
+        err.contains("node `decode`") && err.contains("input `ingest`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_parameter_is_named() {
-    let err = run_dag("[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"], colour = \"red\" }\n", &[]);
-    assert!(err.contains("node `ingest`") && err.contains("unknown parameter `colour`"), "{err}");
+    let err = run_dag(
+        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"], colour = \"red\" }\n",
+        &[],
+    );
+    assert!(
+        err.contains("node `ingest`") && err.contains("unknown parameter `colour`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn mistyped_parameter_is_named() {
-    let err = run_dag("[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"], max_bytes = \"lots\" }\n", &[]);
-    assert!(err.contains("node `ingest`") && err.contains("max_bytes"), "{err}");
+    let err = run_dag(
+        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"], max_bytes = \"lots\" }\n",
+        &[],
+    );
+    assert!(
+        err.contains("node `ingest`") && err.contains("max_bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -58,12 +82,18 @@ fn mistyped_override_is_named() {
         "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"] }\n",
         &["--set", "ingest.retries=many"],
     );
-    assert!(err.contains("node `ingest`") && err.contains("retries"), "{err}");
+    assert!(
+        err.contains("node `ingest`") && err.contains("retries"),
+        "{err}"
+    );
 }
 
 #[test]
 fn override_of_unknown_node_is_named() {
-    let err = run_dag("[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"] }\n", &["--set", "asr.beam_size=3"]);
+    let err = run_dag(
+        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"x\"] }\n",
+        &["--set", "asr.beam_size=3"],
+    );
     assert!(err.contains("no node named `asr`"), "{err}");
 }
 
@@ -81,5 +111,8 @@ fn a_glob_matching_nothing_fails_the_run_with_one_line() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("nothing-here/*.wav") && err.contains("matches no file"), "{err}");
+    assert!(
+        err.contains("nothing-here/*.wav") && err.contains("matches no file"),
+        "{err}"
+    );
 }

@@ -17,28 +17,58 @@ fn s3_prefix_ingests_into_an_s3_store() {
     create_bucket(moto.port, "speechmill-test");
     let mut uploaded = 0;
     for name in ["tone.wav", "tone.mp3", "tone.flac", "notes.ogg"] {
-        put_object(moto.port, "speechmill-test", &format!("corpus/{name}"), &std::fs::read(audio.join(name)).unwrap());
+        put_object(
+            moto.port,
+            "speechmill-test",
+            &format!("corpus/{name}"),
+            &std::fs::read(audio.join(name)).unwrap(),
+        );
         uploaded += 1;
     }
     let dag = ingest_decode_dag(dir.path(), &["s3://speechmill-test/corpus/"]);
     let store = "s3://speechmill-test/runs/first";
-    let out = ok(s3_env(&mut speechmill(dir.path()), moto.port).args(["run", dag.to_str().unwrap(), "--store", store]));
+    let out = ok(s3_env(&mut speechmill(dir.path()), moto.port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        store,
+    ]));
     assert!(out.contains("2 node(s) ran"), "{out}");
 
     let count = |q: &str| -> i64 {
-        let o = ok(s3_env(&mut speechmill(dir.path()), moto.port).args(["sql", "--store", store, "--format", "csv", q]));
-        o.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{q}: {o}"))
+        let o = ok(s3_env(&mut speechmill(dir.path()), moto.port)
+            .args(["sql", "--store", store, "--format", "csv", q]));
+        o.lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("{q}: {o}"))
     };
-    assert_eq!(count("SELECT count(*) FROM ingest") + count("SELECT count(*) FROM ingest_rejects"), uploaded);
-    assert_eq!(count("SELECT count(*) FROM ingest WHERE uri LIKE 's3://speechmill-test/corpus/%'"), uploaded);
+    assert_eq!(
+        count("SELECT count(*) FROM ingest") + count("SELECT count(*) FROM ingest_rejects"),
+        uploaded
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM ingest WHERE uri LIKE 's3://speechmill-test/corpus/%'"),
+        uploaded
+    );
     assert_eq!(count("SELECT count(*) FROM decode"), 3);
     assert_eq!(count("SELECT count(*) FROM decode_rejects"), 1);
 
     // The blobs are in the S3 store, and a rerun is a cache hit.
-    let rerun = ok(s3_env(&mut speechmill(dir.path()), moto.port).args(["run", dag.to_str().unwrap(), "--store", store]));
+    let rerun = ok(s3_env(&mut speechmill(dir.path()), moto.port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        store,
+    ]));
     assert!(rerun.contains("0 node(s) ran, 2 cached"), "{rerun}");
-    let inspect = ok(s3_env(&mut speechmill(dir.path()), moto.port).args(["inspect", "--store", store]));
-    assert!(inspect.contains("decode") && inspect.contains("unsupported") || inspect.contains("corrupt"), "{inspect}");
+    let inspect =
+        ok(s3_env(&mut speechmill(dir.path()), moto.port).args(["inspect", "--store", store]));
+    assert!(
+        inspect.contains("decode") && inspect.contains("unsupported")
+            || inspect.contains("corrupt"),
+        "{inspect}"
+    );
 }
 
 #[test]
@@ -54,7 +84,10 @@ fn unreachable_s3_store_is_a_one_line_error() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("s3://nobucket/x") && err.contains("AWS_ENDPOINT_URL"), "{err}");
+    assert!(
+        err.contains("s3://nobucket/x") && err.contains("AWS_ENDPOINT_URL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -64,7 +97,13 @@ fn http_list_file_fetches_urls_and_rejects_failures_with_reasons() {
     mixed_audio_dir(&served);
     let port = free_port();
     let mut server = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
         .current_dir(&served)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -93,10 +132,31 @@ fn http_list_file_fetches_urls_and_rejects_failures_with_reasons() {
     let _ = server.kill();
     let _ = server.wait();
 
-    let rows = sql_csv(dir.path(), "store", "SELECT language, license, codec FROM decode ORDER BY language");
-    assert_eq!(rows[1..], ["de,,flac".to_string(), "en,cc0,mp3".to_string()]);
-    let rejects = sql_csv(dir.path(), "store", "SELECT uri, reason FROM ingest_rejects ORDER BY uri");
+    let rows = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT language, license, codec FROM decode ORDER BY language",
+    );
+    assert_eq!(
+        rows[1..],
+        ["de,,flac".to_string(), "en,cc0,mp3".to_string()]
+    );
+    let rejects = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, reason FROM ingest_rejects ORDER BY uri",
+    );
     assert_eq!(rejects.len(), 3, "{rejects:?}");
-    assert!(rejects.iter().any(|r| r.contains("missing.wav") && r.contains("fetch_failed: not found")), "{rejects:?}");
-    assert!(rejects.iter().any(|r| r.contains("gone.wav") && r.contains("fetch_failed after 1 retries")), "{rejects:?}");
+    assert!(
+        rejects
+            .iter()
+            .any(|r| r.contains("missing.wav") && r.contains("fetch_failed: not found")),
+        "{rejects:?}"
+    );
+    assert!(
+        rejects
+            .iter()
+            .any(|r| r.contains("gone.wav") && r.contains("fetch_failed after 1 retries")),
+        "{rejects:?}"
+    );
 }

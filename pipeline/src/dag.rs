@@ -18,11 +18,11 @@
 //! wrong DAG fails before anything runs, with an error naming the file and node.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::error::one_line;
 use crate::stage::{ConfiguredStage, StageRegistry};
 
 /// A DAG that failed validation; the message names the file and the node.
@@ -120,7 +120,9 @@ impl std::str::FromStr for Override {
 fn parse_toml_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -151,9 +153,8 @@ impl Dag {
             file: file.to_string(),
             message,
         };
-        let raw: RawDag = toml::from_str(text).map_err(|e| {
-            err(format!("not a valid DAG: {}", one_line(&e.to_string())))
-        })?;
+        let raw: RawDag = toml::from_str(text)
+            .map_err(|e| err(format!("not a valid DAG: {}", one_line(&e.to_string()))))?;
         if raw.nodes.is_empty() {
             return Err(err("the DAG has no [nodes.NAME] tables".into()));
         }
@@ -163,9 +164,9 @@ impl Dag {
         let mut order: Vec<String> = Vec::new();
         for (name, value) in raw.nodes {
             validate_node_name(&name).map_err(|m| err(format!("node `{name}`: {m}")))?;
-            let node: RawNode = value
-                .try_into()
-                .map_err(|e: toml::de::Error| err(format!("node `{name}`: {}", one_line(e.message()))))?;
+            let node: RawNode = value.try_into().map_err(|e: toml::de::Error| {
+                err(format!("node `{name}`: {}", one_line(e.message())))
+            })?;
             order.push(name.clone());
             raw_nodes.insert(name, node);
         }
@@ -205,10 +206,14 @@ impl Dag {
             };
             let kind = match (raw_node.stage, raw_node.sql) {
                 (Some(_), Some(_)) => {
-                    return Err(err(format!("node `{name}`: give either `stage` or `sql`, not both")));
+                    return Err(err(format!(
+                        "node `{name}`: give either `stage` or `sql`, not both"
+                    )));
                 }
                 (None, None) => {
-                    return Err(err(format!("node `{name}`: needs `stage = \"...\"` or `sql = \"...\"`")));
+                    return Err(err(format!(
+                        "node `{name}`: needs `stage = \"...\"` or `sql = \"...\"`"
+                    )));
                 }
                 (None, Some(sql)) => {
                     if !raw_node.params.is_empty() {
@@ -261,7 +266,11 @@ impl Dag {
                 file: self.file.clone(),
                 message: format!(
                     "--until {target}: no node named `{target}` (nodes: {})",
-                    self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                    self.nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -289,7 +298,10 @@ fn validate_node_name(name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
-        return Err("node names are lower-case letters, digits and `_` (they become SQL table names)".into());
+        return Err(
+            "node names are lower-case letters, digits and `_` (they become SQL table names)"
+                .into(),
+        );
     }
     if name.ends_with("_rejects") {
         return Err("names ending in `_rejects` are reserved for rejects tables".into());
@@ -333,15 +345,3 @@ fn topological_order(
     }
     Ok(done)
 }
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Resolves a DAG path given on the command line.
-pub fn resolve_dag_path(arg: &str) -> PathBuf {
-    PathBuf::from(arg)
-}
-
-/// The registry is shared by the CLI and tests.
-pub type SharedRegistry = Arc<StageRegistry>;

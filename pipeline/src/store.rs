@@ -25,7 +25,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, Retry
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 
 /// Name of the marker that commits a node's output.
 pub const COMMIT_MARKER: &str = "_COMMITTED.json";
@@ -113,12 +113,14 @@ pub fn s3_builder(bucket: &str) -> AmazonS3Builder {
 }
 
 fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    std::env::var(name)
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 /// Splits `s3://bucket/some/prefix` into bucket and prefix.
 pub fn split_s3_url(spec: &str) -> Result<(String, Path)> {
-    let url = Url::parse(spec).map_err(|e| Error::Store(format!("{spec}: not a valid URL: {e}")))?;
+    let url =
+        Url::parse(spec).map_err(|e| Error::Store(format!("{spec}: not a valid URL: {e}")))?;
     let bucket = url
         .host_str()
         .filter(|b| !b.is_empty())
@@ -131,21 +133,22 @@ pub fn split_s3_url(spec: &str) -> Result<(String, Path)> {
 
 fn open_s3(spec: &str) -> Result<StoreLocation> {
     let (bucket, prefix) = split_s3_url(spec)?;
-    let store = s3_builder(&bucket)
-        .build()
-        .map_err(|e| Error::Store(format!("{spec}: cannot configure S3: {}", one_line(&e.to_string()))))?;
+    let store = s3_builder(&bucket).build().map_err(|e| {
+        Error::Store(format!(
+            "{spec}: cannot configure S3: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
     Ok(StoreLocation {
-        display: format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string(),
+        display: format!("s3://{bucket}/{prefix}")
+            .trim_end_matches('/')
+            .to_string(),
         base_url: Url::parse(&format!("s3://{bucket}"))
             .map_err(|e| Error::Store(format!("{spec}: {e}")))?,
         object_store: Arc::new(store),
         prefix,
         local_root: None,
     })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// What a committed node wrote; stored as its commit marker.
@@ -220,7 +223,11 @@ impl RunStore {
 
     /// An object path as a URL DataFusion can read (`file:///…` or `s3://bucket/…`).
     pub fn url_of(&self, path: &Path) -> String {
-        format!("{}{}", self.location.base_url.as_str().trim_end_matches('/'), url_path(path))
+        format!(
+            "{}{}",
+            self.location.base_url.as_str().trim_end_matches('/'),
+            url_path(path)
+        )
     }
 
     fn node_dir(&self, node: &str, fingerprint: &str) -> Path {
@@ -235,7 +242,9 @@ impl RunStore {
 
     /// The latest committed output of `node`, whichever DAG or run wrote it.
     pub async fn current(&self, node: &str) -> Result<Option<CommitMarker>> {
-        let pointer: Option<CurrentPointer> = self.read_json(&self.path(&format!("{node}/{CURRENT}"))).await?;
+        let pointer: Option<CurrentPointer> = self
+            .read_json(&self.path(&format!("{node}/{CURRENT}")))
+            .await?;
         match pointer {
             Some(p) => self.committed(node, &p.fingerprint).await,
             None => Ok(None),
@@ -260,7 +269,11 @@ impl RunStore {
                 markers.push(m);
             }
         }
-        markers.sort_by(|a, b| a.committed_at_unix_s.cmp(&b.committed_at_unix_s).then(a.node.cmp(&b.node)));
+        markers.sort_by(|a, b| {
+            a.committed_at_unix_s
+                .cmp(&b.committed_at_unix_s)
+                .then(a.node.cmp(&b.node))
+        });
         Ok(markers)
     }
 
@@ -313,7 +326,12 @@ impl RunStore {
     /// Path of `path` relative to the store root.
     pub fn relative(&self, path: &Path) -> String {
         path.prefix_match(&self.location.prefix)
-            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .unwrap_or_else(|| path.to_string())
     }
 
@@ -321,8 +339,9 @@ impl RunStore {
         match self.location.object_store.get(path).await {
             Ok(got) => {
                 let bytes = got.bytes().await.map_err(|e| self.err("read", e))?;
-                let value = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Store(format!("{}: corrupt store file: {e}", self.url_of(path))))?;
+                let value = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Store(format!("{}: corrupt store file: {e}", self.url_of(path)))
+                })?;
                 Ok(Some(value))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -341,7 +360,11 @@ impl RunStore {
     }
 
     fn err(&self, what: &str, e: object_store::Error) -> Error {
-        Error::Store(format!("{}: cannot {what}: {}", self.location.display, one_line(&e.to_string())))
+        Error::Store(format!(
+            "{}: cannot {what}: {}",
+            self.location.display,
+            one_line(&e.to_string())
+        ))
     }
 }
 

@@ -19,7 +19,9 @@ pub fn print_batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<
             writeln!(out, "{}", pretty_format_batches(batches)?)?;
         }
         Format::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for batch in batches {
                 writer.write(&flatten_nested(batch)?)?;
             }
@@ -62,5 +64,8 @@ fn flatten_nested(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
             columns.push(column.clone());
         }
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

@@ -23,7 +23,10 @@ pub async fn run(args: DagArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let outcomes = runner.run(&dag, args.until.as_deref()).await?;
     println!("speechmill run {} → {}", dag.file, runner.store().url());
-    println!("{:<18} {:<8} {:<16} {:<7} {:>9} {:>9} {:>11} {:>8}", "node", "stage", "fingerprint", "status", "rows", "rejected", "audio", "time");
+    println!(
+        "{:<18} {:<8} {:<16} {:<7} {:>9} {:>9} {:>11} {:>8}",
+        "node", "stage", "fingerprint", "status", "rows", "rejected", "audio", "time"
+    );
     for o in &outcomes {
         println!(
             "{:<18} {:<8} {:<16} {:<7} {:>9} {:>9} {:>11} {:>7.1}s",
@@ -33,17 +36,23 @@ pub async fn run(args: DagArgs) -> anyhow::Result<()> {
             if o.cached { "cached" } else { "ran" },
             o.marker.rows,
             o.marker.rejects,
-            o.marker.audio_seconds.map(format_hours).unwrap_or_else(|| "-".into()),
+            o.marker
+                .audio_seconds
+                .map(format_hours)
+                .unwrap_or_else(|| "-".into()),
             if o.cached { 0.0 } else { o.marker.elapsed_s },
         );
     }
     let ran = outcomes.iter().filter(|o| !o.cached).count();
-    let last = outcomes.last().map(|o| describe(o.marker.rows, o.marker.rejects, o.marker.audio_seconds));
+    let last = outcomes
+        .last()
+        .map(|o| describe(o.marker.rows, o.marker.rejects, o.marker.audio_seconds));
     println!(
         "done in {:.1}s: {ran} node(s) ran, {} cached{}",
         started.elapsed().as_secs_f64(),
         outcomes.len() - ran,
-        last.map(|l| format!("; last node: {l}")).unwrap_or_default()
+        last.map(|l| format!("; last node: {l}"))
+            .unwrap_or_default()
     );
     Ok(())
 }
@@ -51,13 +60,19 @@ pub async fn run(args: DagArgs) -> anyhow::Result<()> {
 pub async fn plan(args: DagArgs) -> anyhow::Result<()> {
     let (dag, runner) = prepare(&args, Progress::hidden()).await?;
     let planned = runner.plan(&dag, args.until.as_deref()).await?;
-    println!("{:<18} {:<8} {:<16} {:<7} reason", "node", "stage", "fingerprint", "status");
+    println!(
+        "{:<18} {:<8} {:<16} {:<7} reason",
+        "node", "stage", "fingerprint", "status"
+    );
     for p in planned {
         let (status, reason) = match p.status {
             NodeStatus::Cached => ("cached", "committed output found".to_string()),
             NodeStatus::ToRun { reason } => ("to-run", reason),
         };
-        println!("{:<18} {:<8} {:<16} {:<7} {reason}", p.name, p.stage, p.fingerprint, status);
+        println!(
+            "{:<18} {:<8} {:<16} {:<7} {reason}",
+            p.name, p.stage, p.fingerprint, status
+        );
     }
     Ok(())
 }

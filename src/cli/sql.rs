@@ -36,16 +36,25 @@ pub async fn sql(args: SqlArgs) -> anyhow::Result<()> {
     let session = new_session(&registry, &store, None);
     let markers = register_store_tables(&session, &store).await?;
     if markers.is_empty() {
-        anyhow::bail!("{}: no committed node in this store; run a DAG first (speechmill run DAG --store {})", store.url(), args.store);
+        anyhow::bail!(
+            "{}: no committed node in this store; run a DAG first (speechmill run DAG --store {})",
+            store.url(),
+            args.store
+        );
     }
     let df = session.sql(&args.query).await.map_err(|e| {
         let tables: Vec<&str> = markers.iter().map(|m| m.node.as_str()).collect();
-        anyhow::anyhow!("{e} (tables: {}, each with <node>_rejects)", tables.join(", "))
+        anyhow::anyhow!(
+            "{e} (tables: {}, each with <node>_rejects)",
+            tables.join(", ")
+        )
     })?;
     let schema = df.schema().as_arrow().clone();
     let mut batches = df.collect().await?;
     if batches.is_empty() {
-        batches.push(datafusion::arrow::array::RecordBatch::new_empty(Arc::new(schema)));
+        batches.push(datafusion::arrow::array::RecordBatch::new_empty(Arc::new(
+            schema,
+        )));
     }
     print_batches(&batches, args.format)
 }
@@ -64,7 +73,10 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("store {}", store.url());
-    println!("{:<18} {:<8} {:>9} {:>11} {:>9}  rejects by reason", "node", "stage", "rows", "audio", "rejected");
+    println!(
+        "{:<18} {:<8} {:>9} {:>11} {:>9}  rejects by reason",
+        "node", "stage", "rows", "audio", "rejected"
+    );
     for r in reports {
         let reasons: Vec<String> = r
             .rejects_by_reason
@@ -76,9 +88,15 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             r.node,
             r.stage,
             r.rows,
-            r.audio_hours.map(|h| format_hours(h * 3600.0)).unwrap_or_else(|| "-".into()),
+            r.audio_hours
+                .map(|h| format_hours(h * 3600.0))
+                .unwrap_or_else(|| "-".into()),
             r.rejects,
-            if reasons.is_empty() { "-".to_string() } else { reasons.join(", ") }
+            if reasons.is_empty() {
+                "-".to_string()
+            } else {
+                reasons.join(", ")
+            }
         );
     }
     Ok(())

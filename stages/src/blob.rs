@@ -23,7 +23,9 @@ pub async fn local_blob(store_url: &str, key: &str) -> Result<LocalBlob, String>
             _temp: None,
         });
     }
-    let path = key.split('/').fold(store.prefix.clone(), |p, part| p.join(part));
+    let path = key
+        .split('/')
+        .fold(store.prefix.clone(), |p, part| p.join(part));
     let got = store
         .object_store
         .get(&path)
@@ -33,7 +35,8 @@ pub async fn local_blob(store_url: &str, key: &str) -> Result<LocalBlob, String>
     let mut stream = got.into_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| format!("store_unavailable: reading blob {key}: {e}"))?;
-        temp.write_all(&chunk).map_err(|e| format!("io: temp file: {e}"))?;
+        temp.write_all(&chunk)
+            .map_err(|e| format!("io: temp file: {e}"))?;
     }
     temp.flush().map_err(|e| format!("io: temp file: {e}"))?;
     let temp = temp.into_temp_path();

@@ -11,10 +11,10 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, StructArray};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::Result as DfResult;
 use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::Partitioning;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::logical_expr::Partitioning;
 use serde::{Deserialize, Serialize};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
@@ -101,7 +101,8 @@ impl ConfiguredStage for ConfiguredDecode {
         .map_err(|e| Error::node(&cx.node, e))?;
         let partitions = cx.session.state().config().target_partitions();
         let input = input.repartition(Partitioning::RoundRobinBatch(partitions))?;
-        cx.session.register_table("__decode_input", input.into_view())?;
+        cx.session
+            .register_table("__decode_input", input.into_view())?;
         let df = cx
             .session
             .sql(&format!(
@@ -170,7 +171,8 @@ impl ScalarUDFImpl for ProbeUdf {
             let result = match blob {
                 None => Err("missing blob".to_string()),
                 Some(key) => run_async(local_blob(&config.store, &key)).and_then(|local| {
-                    probe_file(&local.path, &options).map_err(|e| format!("{}: {e}", e.reason_code()))
+                    probe_file(&local.path, &options)
+                        .map_err(|e| format!("{}: {e}", e.reason_code()))
                 }),
             };
             match result {
@@ -200,6 +202,10 @@ impl ScalarUDFImpl for ProbeUdf {
             Arc::new(Float64Array::from(duration)),
             string_array(reason),
         ];
-        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(Self::fields(), columns, None)?)))
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            Self::fields(),
+            columns,
+            None,
+        )?)))
     }
 }

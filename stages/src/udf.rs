@@ -37,18 +37,22 @@ where
 /// A UDF argument that must be a string literal (configuration), parsed as JSON.
 pub fn literal_json<T: serde::de::DeserializeOwned>(arg: &ColumnarValue, udf: &str) -> Result<T> {
     let text = match arg {
-        ColumnarValue::Scalar(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => {
-            s.clone()
-        }
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+        ) => s.clone(),
         _ => return exec_err!("{udf}: the configuration argument must be a string literal"),
     };
-    serde_json::from_str(&text).map_err(|e| DataFusionError::Execution(format!("{udf}: bad configuration: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| DataFusionError::Execution(format!("{udf}: bad configuration: {e}")))
 }
 
 /// A string argument (column or scalar) as one optional string per row.
 pub fn string_values(arg: &ColumnarValue, rows: usize) -> Result<Vec<Option<String>>> {
     let array: ArrayRef = arg.to_array(rows)?;
-    let array = datafusion::arrow::compute::cast(&array, &datafusion::arrow::datatypes::DataType::Utf8)?;
+    let array =
+        datafusion::arrow::compute::cast(&array, &datafusion::arrow::datatypes::DataType::Utf8)?;
     let strings = array.as_string::<i32>();
     Ok((0..strings.len())
         .map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_string()))

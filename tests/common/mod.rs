@@ -21,13 +21,16 @@ pub fn cache_dir() -> PathBuf {
 /// A `speechmill` command run from `cwd`.
 pub fn speechmill(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_speechmill"));
-    cmd.current_dir(cwd).env("SPEECHMILL_CACHE", cache_dir()).env_remove("SPEECHMILL_LOG");
+    cmd.current_dir(cwd)
+        .env("SPEECHMILL_CACHE", cache_dir())
+        .env_remove("SPEECHMILL_LOG");
     cmd
 }
 
 /// Runs a command and returns its output, failing the test on a spawn error.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -41,7 +44,12 @@ pub fn stderr(o: &Output) -> String {
 /// Runs and asserts success, returning stdout.
 pub fn ok(cmd: &mut Command) -> String {
     let o = output(cmd);
-    assert!(o.status.success(), "{cmd:?} failed:\nstdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 
@@ -53,14 +61,26 @@ pub fn require_program(name: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(found, "`{name}` is missing: run `bash scripts/setup.sh` first");
+    assert!(
+        found,
+        "`{name}` is missing: run `bash scripts/setup.sh` first"
+    );
 }
 
 /// Makes an audio file with ffmpeg from a lavfi source (e.g. `sine=frequency=440:duration=2`).
 pub fn ffmpeg_make(source: &str, args: &[&str], out: &Path) {
     require_program("ffmpeg");
     let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source])
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+        ])
         .args(args)
         .arg(out)
         .status()
@@ -73,18 +93,40 @@ pub fn ffmpeg_make(source: &str, args: &[&str], out: &Path) {
 pub fn mixed_audio_dir(dir: &Path) -> (usize, usize) {
     std::fs::create_dir_all(dir).unwrap();
     let good: [(&str, &str, &[&str]); 5] = [
-        ("tone.wav", "sine=frequency=440:duration=1.5", &["-ar", "16000", "-ac", "1"]),
-        ("tone44k.wav", "sine=frequency=523:duration=2", &["-ar", "44100", "-ac", "2"]),
-        ("tone.flac", "sine=frequency=330:duration=1", &["-ar", "22050"]),
-        ("tone.mp3", "sine=frequency=660:duration=2", &["-ar", "44100", "-b:a", "64k"]),
-        ("tone.webm", "sine=frequency=250:duration=1.2", &["-c:a", "libopus", "-b:a", "32k"]),
+        (
+            "tone.wav",
+            "sine=frequency=440:duration=1.5",
+            &["-ar", "16000", "-ac", "1"],
+        ),
+        (
+            "tone44k.wav",
+            "sine=frequency=523:duration=2",
+            &["-ar", "44100", "-ac", "2"],
+        ),
+        (
+            "tone.flac",
+            "sine=frequency=330:duration=1",
+            &["-ar", "22050"],
+        ),
+        (
+            "tone.mp3",
+            "sine=frequency=660:duration=2",
+            &["-ar", "44100", "-b:a", "64k"],
+        ),
+        (
+            "tone.webm",
+            "sine=frequency=250:duration=1.2",
+            &["-c:a", "libopus", "-b:a", "32k"],
+        ),
     ];
     for (name, source, args) in good {
         ffmpeg_make(source, args, &dir.join(name));
     }
     // Broken: empty, random bytes, a FLAC cut after its header, text with an audio name.
     std::fs::write(dir.join("empty.wav"), b"").unwrap();
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.join("noise.mp3"), &noise).unwrap();
     let flac = std::fs::read(dir.join("tone.flac")).unwrap();
     std::fs::write(dir.join("cut.flac"), &flac[..60.min(flac.len())]).unwrap();
@@ -94,7 +136,11 @@ pub fn mixed_audio_dir(dir: &Path) -> (usize, usize) {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until something listens on `port`.
@@ -125,7 +171,11 @@ impl Drop for Server {
 /// Starts the moto S3 server (installed by setup) on a free loopback port.
 pub fn start_moto() -> Server {
     let bin = cache_dir().join("venv/bin/moto_server");
-    assert!(bin.is_file(), "{} is missing: run `bash scripts/setup.sh` first", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `bash scripts/setup.sh` first",
+        bin.display()
+    );
     let port = free_port();
     let child = Command::new(bin)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -167,7 +217,10 @@ fn http_request(port: u16, method: &str, path: &str, body: &[u8]) {
     stream.write_all(body).unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "{method} {path}: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+        "{method} {path}: {response}"
+    );
 }
 
 /// Writes a DAG file and returns its path.

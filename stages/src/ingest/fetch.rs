@@ -15,7 +15,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use speechmill_pipeline::store::{BLOBS_DIR, StoreLocation, open_location, s3_builder, split_s3_url};
+use speechmill_pipeline::error::one_line;
+use speechmill_pipeline::store::{
+    BLOBS_DIR, StoreLocation, open_location, s3_builder, split_s3_url,
+};
 
 /// How to fetch; travels to the UDF as a JSON literal so plans stay self-contained.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -30,7 +33,11 @@ pub struct FetchConfig {
 /// A fetched source, or why it could not be.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fetched {
-    Stored { source_id: String, blob: String, size_bytes: u64 },
+    Stored {
+        source_id: String,
+        blob: String,
+        size_bytes: u64,
+    },
     Rejected(String),
 }
 
@@ -45,7 +52,10 @@ pub async fn fetch_all(uris: Vec<Option<String>>, config: &FetchConfig) -> Vec<O
         Ok(s) => s,
         Err(e) => {
             let reason = format!("store_unavailable: {e}");
-            return uris.iter().map(|u| u.as_ref().map(|_| Fetched::Rejected(reason.clone()))).collect();
+            return uris
+                .iter()
+                .map(|u| u.as_ref().map(|_| Fetched::Rejected(reason.clone())))
+                .collect();
         }
     };
     futures::stream::iter(uris)
@@ -70,7 +80,11 @@ async fn fetch_one(uri: &str, config: &FetchConfig, store: &StoreLocation) -> Fe
     }
 }
 
-async fn fetch_to_blob(uri: &str, config: &FetchConfig, store: &StoreLocation) -> Result<Fetched, String> {
+async fn fetch_to_blob(
+    uri: &str,
+    config: &FetchConfig,
+    store: &StoreLocation,
+) -> Result<Fetched, String> {
     // Local sources are hashed in place; remote ones are downloaded to a temp file.
     let (local_path, _temp) = if uri.contains("://") {
         let temp = download(uri, config).await?;
@@ -108,7 +122,8 @@ async fn hash_file(path: &Path) -> Result<(String, u64), String> {
     tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path).map_err(|e| format!("fetch_failed: {e}"))?;
         let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut file, &mut hasher).map_err(|e| format!("fetch_failed: {e}"))?;
+        let size =
+            std::io::copy(&mut file, &mut hasher).map_err(|e| format!("fetch_failed: {e}"))?;
         Ok((hex::encode(hasher.finalize()), size))
     })
     .await
@@ -117,7 +132,9 @@ async fn hash_file(path: &Path) -> Result<(String, u64), String> {
 
 /// Stores a file under `key` unless a blob with that hash is there already.
 async fn put_blob(store: &StoreLocation, key: &str, file: &Path) -> Result<(), String> {
-    let target = key.split('/').fold(store.prefix.clone(), |p, part| p.join(part));
+    let target = key
+        .split('/')
+        .fold(store.prefix.clone(), |p, part| p.join(part));
     if let Some(root) = &store.local_root {
         // Local store: copy to a temp name beside the blob and rename, so a crash
         // never leaves a half-written blob under its final name.
@@ -125,11 +142,20 @@ async fn put_blob(store: &StoreLocation, key: &str, file: &Path) -> Result<(), S
         if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
             return Ok(());
         }
-        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("store_failed: {e}"))?;
+        let dir = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.clone());
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| format!("store_failed: {e}"))?;
         let temp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique()));
-        tokio::fs::copy(file, &temp).await.map_err(|e| format!("store_failed: {e}"))?;
-        tokio::fs::rename(&temp, &dest).await.map_err(|e| format!("store_failed: {e}"))?;
+        tokio::fs::copy(file, &temp)
+            .await
+            .map_err(|e| format!("store_failed: {e}"))?;
+        tokio::fs::rename(&temp, &dest)
+            .await
+            .map_err(|e| format!("store_failed: {e}"))?;
         return Ok(());
     }
     if store.object_store.head(&target).await.is_ok() {
@@ -145,26 +171,42 @@ fn unique() -> u64 {
 }
 
 /// Streams a file into the object store (multipart for large files).
-async fn upload(store: &Arc<dyn ObjectStore>, target: &ObjectPath, file: &Path) -> Result<(), String> {
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    target: &ObjectPath,
+    file: &Path,
+) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
     let mut writer = object_store::buffered::BufWriter::new(store.clone(), target.clone());
-    let mut reader = tokio::fs::File::open(file).await.map_err(|e| format!("store_failed: {e}"))?;
+    let mut reader = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| format!("store_failed: {e}"))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).await.map_err(|e| format!("store_failed: {e}"))?;
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("store_failed: {e}"))?;
         if n == 0 {
             break;
         }
         use tokio::io::AsyncWriteExt;
-        writer.write_all(&buf[..n]).await.map_err(|e| format!("store_failed: {e}"))?;
+        writer
+            .write_all(&buf[..n])
+            .await
+            .map_err(|e| format!("store_failed: {e}"))?;
     }
     use tokio::io::AsyncWriteExt;
-    writer.shutdown().await.map_err(|e| format!("store_failed: {e}"))?;
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| format!("store_failed: {e}"))?;
     Ok(())
 }
 
 /// Clients per (scheme, host, settings), so connections are reused across rows.
-static CLIENTS: LazyLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static CLIENTS: LazyLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn client_options(config: &FetchConfig) -> ClientOptions {
     ClientOptions::new()
@@ -176,7 +218,9 @@ fn client_options(config: &FetchConfig) -> ClientOptions {
 fn retry_config(config: &FetchConfig) -> RetryConfig {
     RetryConfig {
         max_retries: config.retries,
-        retry_timeout: Duration::from_millis(config.timeout_ms.saturating_mul(config.retries as u64 + 1)),
+        retry_timeout: Duration::from_millis(
+            config.timeout_ms.saturating_mul(config.retries as u64 + 1),
+        ),
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
@@ -195,10 +239,13 @@ fn remote(uri: &str, config: &FetchConfig) -> Result<(Arc<dyn ObjectStore>, Obje
         }
         "http" | "https" => {
             if url.query().is_some() {
-                return Err("unsupported_uri: URLs with a query string are not supported yet".to_string());
+                return Err(
+                    "unsupported_uri: URLs with a query string are not supported yet".to_string(),
+                );
             }
             let origin = url.origin().ascii_serialization();
-            let path = ObjectPath::from_url_path(url.path()).map_err(|e| format!("invalid_uri: {e}"))?;
+            let path =
+                ObjectPath::from_url_path(url.path()).map_err(|e| format!("invalid_uri: {e}"))?;
             (origin, path)
         }
         other => return Err(format!("unsupported_uri: scheme {other}")),
@@ -211,11 +258,19 @@ fn remote(uri: &str, config: &FetchConfig) -> Result<(Arc<dyn ObjectStore>, Obje
         Arc::new(
             s3_builder(bucket)
                 .with_retry(retry_config(config))
-                .with_client_options(client_options(config).with_allow_http(
-                    std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
-                ))
+                .with_client_options(
+                    client_options(config).with_allow_http(
+                        std::env::var("AWS_ALLOW_HTTP")
+                            .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+                    ),
+                )
                 .build()
-                .map_err(|e| format!("fetch_failed: cannot configure S3: {}", one_line(&e.to_string())))?,
+                .map_err(|e| {
+                    format!(
+                        "fetch_failed: cannot configure S3: {}",
+                        one_line(&e.to_string())
+                    )
+                })?,
         )
     } else {
         Arc::new(
@@ -236,23 +291,32 @@ fn remote(uri: &str, config: &FetchConfig) -> Result<(Arc<dyn ObjectStore>, Obje
 /// Downloads a remote object to a temp file, enforcing the size limit as it streams.
 async fn download(uri: &str, config: &FetchConfig) -> Result<tempfile::NamedTempFile, String> {
     let (client, path) = remote(uri, config)?;
-    let got = client.get(&path).await.map_err(|e| fetch_error(&e, config))?;
+    let got = client
+        .get(&path)
+        .await
+        .map_err(|e| fetch_error(&e, config))?;
     check_size(got.meta.size, config.max_bytes).or_else(|e| {
         // Some servers report no length; the streamed count below decides then.
         if got.meta.size == 0 { Ok(()) } else { Err(e) }
     })?;
-    let mut temp = tempfile::NamedTempFile::new().map_err(|e| format!("fetch_failed: temp file: {e}"))?;
+    let mut temp =
+        tempfile::NamedTempFile::new().map_err(|e| format!("fetch_failed: temp file: {e}"))?;
     let mut stream = got.into_stream();
     let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| fetch_error(&e, config))?;
         total += chunk.len() as u64;
         if total > config.max_bytes {
-            return Err(format!("too_large: more than max_bytes {}", config.max_bytes));
+            return Err(format!(
+                "too_large: more than max_bytes {}",
+                config.max_bytes
+            ));
         }
-        temp.write_all(&chunk).map_err(|e| format!("fetch_failed: temp file: {e}"))?;
+        temp.write_all(&chunk)
+            .map_err(|e| format!("fetch_failed: temp file: {e}"))?;
     }
-    temp.flush().map_err(|e| format!("fetch_failed: temp file: {e}"))?;
+    temp.flush()
+        .map_err(|e| format!("fetch_failed: temp file: {e}"))?;
     Ok(temp)
 }
 
@@ -265,8 +329,4 @@ fn fetch_error(e: &object_store::Error, config: &FetchConfig) -> String {
             one_line(&other.to_string())
         ),
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

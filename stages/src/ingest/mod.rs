@@ -128,7 +128,12 @@ impl ConfiguredIngest {
     async fn expansion(&self) -> Result<Arc<Expansion>> {
         self.expansion
             .get_or_try_init(|| async {
-                let roots: Vec<PathBuf> = self.params.allowed_roots.iter().map(PathBuf::from).collect();
+                let roots: Vec<PathBuf> = self
+                    .params
+                    .allowed_roots
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect();
                 expand(&self.params.paths.to_vec(), &roots)
                     .await
                     .map(Arc::new)
@@ -191,13 +196,18 @@ impl ConfiguredStage for ConfiguredIngest {
         let listing = listing_table(&expansion, self.params.concurrency * 4)?;
         let session = &cx.session;
         session.register_table("__ingest_listing", listing)?;
-        let config_json = serde_json::to_string(&config).map_err(|e| Error::Store(e.to_string()))?;
+        let config_json =
+            serde_json::to_string(&config).map_err(|e| Error::Store(e.to_string()))?;
         let meta_first: String = expansion
             .metadata_columns
             .iter()
             .map(|c| format!(", first_value(\"{c}\" ORDER BY uri) AS \"{c}\""))
             .collect();
-        let meta_plain: String = expansion.metadata_columns.iter().map(|c| format!(", \"{c}\"")).collect();
+        let meta_plain: String = expansion
+            .metadata_columns
+            .iter()
+            .map(|c| format!(", \"{c}\""))
+            .collect();
         // Fetch once (the UDF is volatile, so it is never evaluated twice) and keep the
         // small result in memory; then collapse duplicates and keep the rejects.
         let fetched = session
@@ -240,7 +250,12 @@ fn listing_table(expansion: &Expansion, batch_rows: usize) -> Result<Arc<MemTabl
         Field::new("uri", DataType::Utf8, false),
         Field::new("origin", DataType::Utf8, false),
     ];
-    fields.extend(expansion.metadata_columns.iter().map(|c| Field::new(c, DataType::Utf8, true)));
+    fields.extend(
+        expansion
+            .metadata_columns
+            .iter()
+            .map(|c| Field::new(c, DataType::Utf8, true)),
+    );
     fields.push(Field::new("pre_reason", DataType::Utf8, true));
     let schema = Arc::new(Schema::new(fields));
     let mut batches = Vec::new();
@@ -250,10 +265,15 @@ fn listing_table(expansion: &Expansion, batch_rows: usize) -> Result<Arc<MemTabl
             string_array(chunk.iter().map(|r| Some(r.origin.clone()))),
         ];
         for c in &expansion.metadata_columns {
-            columns.push(string_array(chunk.iter().map(|r| r.metadata.get(c).cloned())));
+            columns.push(string_array(
+                chunk.iter().map(|r| r.metadata.get(c).cloned()),
+            ));
         }
         columns.push(string_array(chunk.iter().map(|r| r.reject.clone())));
-        batches.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Store(e.to_string()))?);
+        batches.push(
+            RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| Error::Store(e.to_string()))?,
+        );
     }
     Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
 }
@@ -268,7 +288,10 @@ struct FetchUdf {
 impl FetchUdf {
     fn new() -> Self {
         FetchUdf {
-            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8, DataType::Utf8], Volatility::Volatile),
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
+                Volatility::Volatile,
+            ),
         }
     }
 
@@ -313,7 +336,11 @@ impl ScalarUDFImpl for FetchUdf {
         let mut reasons = Vec::with_capacity(rows);
         for (i, f) in fetched.into_iter().enumerate() {
             match f {
-                Some(Fetched::Stored { source_id, blob, size_bytes }) => {
+                Some(Fetched::Stored {
+                    source_id,
+                    blob,
+                    size_bytes,
+                }) => {
                     ids.push(Some(source_id));
                     blobs.push(Some(blob));
                     sizes.push(Some(size_bytes as i64));
@@ -329,7 +356,9 @@ impl ScalarUDFImpl for FetchUdf {
                     ids.push(None);
                     blobs.push(None);
                     sizes.push(None);
-                    reasons.push(Some(pre[i].clone().unwrap_or_else(|| "missing uri".to_string())));
+                    reasons.push(Some(
+                        pre[i].clone().unwrap_or_else(|| "missing uri".to_string()),
+                    ));
                 }
             }
         }

@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
+use speechmill_pipeline::error::one_line;
 use speechmill_pipeline::store::{s3_builder, split_s3_url};
 
 /// One source to fetch, or an entry already rejected.
@@ -40,7 +41,15 @@ const LIST_EXTENSIONS: [&str; 3] = ["csv", "jsonl", "ndjson"];
 const URI_COLUMNS: [&str; 4] = ["uri", "url", "path", "audio"];
 
 /// Columns ingest itself writes; list columns of the same name get a `meta_` prefix.
-const RESERVED: [&str; 7] = ["uri", "origin", "source_id", "blob", "size_bytes", "duplicate_uris", "reject_reason"];
+const RESERVED: [&str; 7] = [
+    "uri",
+    "origin",
+    "source_id",
+    "blob",
+    "size_bytes",
+    "duplicate_uris",
+    "reject_reason",
+];
 
 fn is_list_file(path: &str) -> bool {
     Path::new(path)
@@ -80,7 +89,10 @@ pub async fn expand(paths: &[String], allowed_roots: &[PathBuf]) -> Result<Expan
         .collect();
     metadata_columns.sort();
     metadata_columns.dedup();
-    Ok(Expansion { rows, metadata_columns })
+    Ok(Expansion {
+        rows,
+        metadata_columns,
+    })
 }
 
 /// A glob, a file or a directory (all files below it), sorted.
@@ -120,7 +132,9 @@ fn absolute(path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
     normalize(&joined)
 }
@@ -173,14 +187,18 @@ fn remote_row(uri: &str, origin: &str) -> SourceRow {
 
 async fn list_s3_prefix(entry: &str) -> Result<Vec<SourceRow>, String> {
     let (bucket, prefix) = split_s3_url(entry).map_err(|e| format!("paths: {e}"))?;
-    let store = s3_builder(&bucket)
-        .build()
-        .map_err(|e| format!("paths: `{entry}`: cannot configure S3: {}", one_line(&e.to_string())))?;
-    let listing: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| format!("paths: `{entry}`: cannot list: {}", one_line(&e.to_string())))?;
+    let store = s3_builder(&bucket).build().map_err(|e| {
+        format!(
+            "paths: `{entry}`: cannot configure S3: {}",
+            one_line(&e.to_string())
+        )
+    })?;
+    let listing: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(|e| {
+        format!(
+            "paths: `{entry}`: cannot list: {}",
+            one_line(&e.to_string())
+        )
+    })?;
     let mut rows: Vec<SourceRow> = listing
         .into_iter()
         .map(|meta| SourceRow {
@@ -201,11 +219,15 @@ async fn list_s3_prefix(entry: &str) -> Result<Vec<SourceRow>, String> {
 /// Reads a CSV (with a header) or JSONL list file.
 fn read_list_file(file: &Path, allowed_roots: &[PathBuf]) -> Result<Vec<SourceRow>, String> {
     let display = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|e| format!("paths: `{display}`: cannot read list file: {e}"))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("paths: `{display}`: cannot read list file: {e}"))?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut roots: Vec<PathBuf> = vec![base.clone()];
     roots.extend(allowed_roots.iter().map(|r| absolute(r)));
-    let roots: Vec<PathBuf> = roots.iter().map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())).collect();
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+        .collect();
 
     let entries = if display.to_ascii_lowercase().ends_with(".csv") {
         parse_csv(&text, &display)?
@@ -237,7 +259,9 @@ fn read_list_file(file: &Path, allowed_roots: &[PathBuf]) -> Result<Vec<SourceRo
 type ListEntry = (usize, Result<(String, BTreeMap<String, String>), String>);
 
 fn parse_csv(text: &str, display: &str) -> Result<Vec<ListEntry>, String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| format!("paths: `{display}`: bad CSV header: {e}"))?
@@ -247,20 +271,31 @@ fn parse_csv(text: &str, display: &str) -> Result<Vec<ListEntry>, String> {
     let uri_index = URI_COLUMNS
         .iter()
         .find_map(|name| headers.iter().position(|h| h.eq_ignore_ascii_case(name)))
-        .ok_or_else(|| format!("paths: `{display}`: the CSV header needs a `uri` column (found: {})", headers.join(", ")))?;
+        .ok_or_else(|| {
+            format!(
+                "paths: `{display}`: the CSV header needs a `uri` column (found: {})",
+                headers.join(", ")
+            )
+        })?;
     let mut entries = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let entry = match record {
             Err(e) => Err(format!("unreadable CSV record: {e}")),
-            Ok(record) => match record.get(uri_index).map(str::trim).filter(|u| !u.is_empty()) {
+            Ok(record) => match record
+                .get(uri_index)
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+            {
                 None => Err("empty uri".to_string()),
                 Some(uri) => {
                     let metadata = headers
                         .iter()
                         .enumerate()
                         .filter(|(j, _)| *j != uri_index)
-                        .filter_map(|(j, h)| record.get(j).map(|v| (metadata_name(h), v.to_string())))
+                        .filter_map(|(j, h)| {
+                            record.get(j).map(|v| (metadata_name(h), v.to_string()))
+                        })
                         .collect();
                     Ok((uri.to_string(), metadata))
                 }
@@ -281,7 +316,9 @@ fn parse_jsonl(text: &str) -> Vec<ListEntry> {
         let entry = match serde_json::from_str::<serde_json::Value>(raw) {
             Err(e) => Err(format!("not JSON: {e}")),
             Ok(serde_json::Value::Object(map)) => {
-                let uri_key = URI_COLUMNS.iter().find(|k| map.get(**k).is_some_and(|v| v.is_string()));
+                let uri_key = URI_COLUMNS
+                    .iter()
+                    .find(|k| map.get(**k).is_some_and(|v| v.is_string()));
                 match uri_key {
                     None => Err("no string `uri` field".to_string()),
                     Some(key) => {
@@ -297,7 +334,11 @@ fn parse_jsonl(text: &str) -> Vec<ListEntry> {
                                 (metadata_name(k), value)
                             })
                             .collect();
-                        if uri.is_empty() { Err("empty uri".to_string()) } else { Ok((uri, metadata)) }
+                        if uri.is_empty() {
+                            Err("empty uri".to_string())
+                        } else {
+                            Ok((uri, metadata))
+                        }
                     }
                 }
             }
@@ -312,7 +353,13 @@ fn metadata_name(name: &str) -> String {
     let cleaned: String = name
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if RESERVED.contains(&cleaned.as_str()) || cleaned.is_empty() {
         format!("meta_{cleaned}")
@@ -336,7 +383,11 @@ fn resolve_list_uri(uri: &str, base: &Path, roots: &[PathBuf], origin: &str) -> 
         }
         None => PathBuf::from(uri),
     };
-    let joined = normalize(&if local.is_absolute() { local } else { base.join(local) });
+    let joined = normalize(&if local.is_absolute() {
+        local
+    } else {
+        base.join(local)
+    });
     // Symlinks can point anywhere: check where the file really is when it exists.
     let real = std::fs::canonicalize(&joined).unwrap_or_else(|_| joined.clone());
     let mut row = local_row(&joined, origin);
@@ -344,14 +395,14 @@ fn resolve_list_uri(uri: &str, base: &Path, roots: &[PathBuf], origin: &str) -> 
         row.reject = Some(format!(
             "outside_allowed_roots: {} is outside {}",
             real.display(),
-            roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     row
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -375,9 +426,27 @@ mod tests {
         assert_eq!(got.rows.len(), 4);
         assert!(got.rows[0].reject.is_none());
         assert_eq!(got.rows[0].metadata["language"], "en");
-        assert!(got.rows[1].reject.as_deref().unwrap().starts_with("outside_allowed_roots"));
-        assert!(got.rows[2].reject.as_deref().unwrap().starts_with("bad_list_entry: line 3"));
-        assert!(got.rows[3].reject.as_deref().unwrap().starts_with("bad_list_entry: line 4"));
+        assert!(
+            got.rows[1]
+                .reject
+                .as_deref()
+                .unwrap()
+                .starts_with("outside_allowed_roots")
+        );
+        assert!(
+            got.rows[2]
+                .reject
+                .as_deref()
+                .unwrap()
+                .starts_with("bad_list_entry: line 3")
+        );
+        assert!(
+            got.rows[3]
+                .reject
+                .as_deref()
+                .unwrap()
+                .starts_with("bad_list_entry: line 4")
+        );
         assert_eq!(got.metadata_columns, vec!["language".to_string()]);
     }
 
@@ -389,15 +458,23 @@ mod tests {
         std::fs::write(&list, "uri,language,license,source_id\na.wav,de,cc-by,7\nhttps://example.invalid/b.mp3,fr,cc0,8\n").unwrap();
         let got = expand(&[list.display().to_string()], &[]).await.unwrap();
         assert_eq!(got.rows.len(), 2);
-        assert_eq!(got.rows[0].uri, dir.path().join("a.wav").display().to_string());
+        assert_eq!(
+            got.rows[0].uri,
+            dir.path().join("a.wav").display().to_string()
+        );
         assert_eq!(got.rows[1].uri, "https://example.invalid/b.mp3");
         assert_eq!(got.rows[1].metadata["license"], "cc0");
-        assert_eq!(got.metadata_columns, vec!["language", "license", "meta_source_id"]);
+        assert_eq!(
+            got.metadata_columns,
+            vec!["language", "license", "meta_source_id"]
+        );
     }
 
     #[tokio::test]
     async fn a_glob_matching_nothing_is_an_error_naming_it() {
-        let err = expand(&["/nonexistent-dir-xyz/*.wav".to_string()], &[]).await.unwrap_err();
+        let err = expand(&["/nonexistent-dir-xyz/*.wav".to_string()], &[])
+            .await
+            .unwrap_err();
         assert!(err.contains("/nonexistent-dir-xyz/*.wav"), "{err}");
     }
 }
