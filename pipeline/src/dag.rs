@@ -336,12 +336,135 @@ fn topological_order(
         done.push(next.clone());
         for (name, node) in nodes {
             let hits = node.inputs.iter().filter(|i| *i == next).count();
-            if hits > 0 {
-                if let Some(r) = remaining.get_mut(name.as_str()) {
-                    *r -= hits;
-                }
+            if let Some(r) = remaining.get_mut(name.as_str()).filter(|_| hits > 0) {
+                *r -= hits;
             }
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::dataframe::DataFrame;
+    use datafusion::logical_expr::ScalarUDF;
+
+    use super::*;
+    use crate::stage::{InputArity, Stage, StageContext, parse_params};
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct EchoParams {
+        #[serde(default)]
+        times: u32,
+    }
+
+    struct Echo;
+    struct ConfiguredEcho(EchoParams);
+
+    impl Stage for Echo {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+        fn configure(&self, params: toml::Table) -> Result<Box<dyn ConfiguredStage>, String> {
+            Ok(Box::new(ConfiguredEcho(parse_params(params)?)))
+        }
+        fn udfs(&self) -> Vec<ScalarUDF> {
+            vec![]
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ConfiguredStage for ConfiguredEcho {
+        fn stage_name(&self) -> &'static str {
+            "echo"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn input_arity(&self) -> InputArity {
+            InputArity::AtLeast(0)
+        }
+        fn params_json(&self) -> serde_json::Value {
+            serde_json::to_value(&self.0).unwrap_or_default()
+        }
+        async fn plan(
+            &self,
+            cx: &StageContext,
+            _inputs: Vec<DataFrame>,
+        ) -> crate::Result<DataFrame> {
+            Ok(cx.session.sql("SELECT 1 AS one").await?)
+        }
+    }
+
+    fn registry() -> StageRegistry {
+        let mut r = StageRegistry::new();
+        r.register(Arc::new(Echo));
+        r
+    }
+
+    fn parse(text: &str, overrides: &[Override]) -> Result<Dag, DagError> {
+        Dag::parse(text, "t.toml", &registry(), overrides)
+    }
+
+    #[test]
+    fn nodes_come_out_in_dependency_order() {
+        let dag = parse(
+            "[nodes.c]\nstage = \"echo\"\ninputs = [\"b\"]\n[nodes.a]\nstage = \"echo\"\n[nodes.b]\nsql = \"SELECT * FROM a\"\ninputs = [\"a\"]\n",
+            &[],
+        )
+        .unwrap();
+        let names: Vec<&str> = dag.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(dag.ancestors_and_self("b").unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_cycle_names_its_nodes() {
+        let err = parse(
+            "[nodes.a]\nstage = \"echo\"\ninputs = [\"b\"]\n[nodes.b]\nstage = \"echo\"\ninputs = [\"a\"]\n",
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().starts_with("t.toml: cycle between nodes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn overrides_are_read_as_toml_values_and_bare_words_as_strings() {
+        let o: Override = "asr.beam_size=5".parse().unwrap();
+        assert_eq!(o.value, toml::Value::Integer(5));
+        let o: Override = "ingest.paths=[\"a/*.wav\", \"s3://b/p/\"]".parse().unwrap();
+        assert_eq!(o.value.as_array().map(|a| a.len()), Some(2));
+        let o: Override = "asr.model=whisper-base".parse().unwrap();
+        assert_eq!(o.value, toml::Value::String("whisper-base".into()));
+        assert!("nodot=1".parse::<Override>().is_err());
+    }
+
+    #[test]
+    fn a_mistyped_override_names_node_and_parameter() {
+        let o: Override = "a.times=\"x\"".parse().unwrap();
+        let err = parse("[nodes.a]\nstage = \"echo\"\n", &[o])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("node `a` (stage echo): parameter `times`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_table_names_are_reserved() {
+        let err = parse("[nodes.a_rejects]\nstage = \"echo\"\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("reserved"), "{err}");
+    }
 }

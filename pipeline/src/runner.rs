@@ -328,17 +328,18 @@ async fn write_output(
     let mut stream = df.execute_stream().await?;
     let schema: SchemaRef = stream.schema();
     let reason_index = schema.index_of(REJECT_REASON_COLUMN).ok();
-    if let Some(i) = reason_index {
-        if !matches!(
+    if let Some(i) = reason_index
+        && !matches!(
             schema.field(i).data_type(),
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-        ) {
-            return Err(Error::node(
-                node,
-                format!("`{REJECT_REASON_COLUMN}` must be a string column"),
-            ));
-        }
+        )
+    {
+        return Err(Error::node(
+            node,
+            format!("`{REJECT_REASON_COLUMN}` must be a string column"),
+        ));
     }
+
     let data_columns: Vec<usize> = (0..schema.fields().len())
         .filter(|i| Some(*i) != reason_index)
         .collect();

@@ -46,7 +46,7 @@ impl Stage for DecodeStage {
 
     fn configure(&self, params: toml::Table) -> Result<Box<dyn ConfiguredStage>, String> {
         let params: Params = parse_params(params)?;
-        if !(params.max_duration_s > 0.0) {
+        if params.max_duration_s.is_nan() || params.max_duration_s <= 0.0 {
             return Err("parameter `max_duration_s`: must be a positive number of seconds".into());
         }
         Ok(Box::new(ConfiguredDecode { params }))

@@ -137,7 +137,7 @@ impl ConfiguredIngest {
                 expand(&self.params.paths.to_vec(), &roots)
                     .await
                     .map(Arc::new)
-                    .map_err(|m| Error::Store(m))
+                    .map_err(Error::Store)
             })
             .await
             .cloned()
