@@ -34,8 +34,7 @@ mkdir -p "$CACHE"
 # ------------------------------------------------------------------ the decoder
 cd "$REPO"
 echo "building (release)..." >&2
-cargo build --release --bin speechmill >&2
-if target/release/speechmill decode --help >/dev/null 2>&1; then
+if cargo build --release --bin speechmill >&2 && target/release/speechmill decode --help >/dev/null 2>&1; then
   OURS_NAME="speechmill decode"
   ours_argv() { CMD=(target/release/speechmill decode "$1" --out /dev/null); }
 else

@@ -327,6 +327,11 @@ impl Track {
         mono.clear();
         match &mut self.decoder {
             TrackDecoder::Opus(decoder) => {
+                // libopus turns an empty packet into up to 120 ms of loss concealment: a
+                // file of empty packets would decode to hours of noise, so skip them.
+                if packet.buf().is_empty() {
+                    return Ok(PacketOutcome::Bad { unsupported: false });
+                }
                 let result = guarded("the Opus decoder", || {
                     decoder.decode(
                         packet.buf(),
@@ -577,6 +582,38 @@ pub(crate) fn decode_stream<R: Read + Seek + Send + Sync + 'static>(
     };
 
     let decoded_s = tally.seconds(track.rate);
+    let truncated = verdict(&tally, end, decoded_s, declared_s, codec, opts)?;
+    let samples_16k = sink.finish()?;
+    let container = sniffed.unwrap_or(match codec {
+        "mp3" | "mp2" | "mp1" => "mp3",
+        "aac" => "adts",
+        "flac" => "flac",
+        _ => "unknown",
+    });
+    Ok(AudioInfo {
+        codec,
+        container,
+        sample_rate: first_format.map_or(0, |f| f.0),
+        channels: first_format.map_or(0, |f| f.1),
+        duration_s: decoded_s,
+        frames: tally.total_frames,
+        samples_16k,
+        declared_duration_s: declared_s,
+        truncated,
+        bad_packets: tally.bad,
+    })
+}
+
+/// Whether a stream that decoded `decoded_s` seconds and stopped at `end` is accepted,
+/// and if so whether it counts as truncated (see the module docs for the policy).
+fn verdict(
+    tally: &Tally,
+    end: End,
+    decoded_s: f64,
+    declared_s: Option<f64>,
+    codec: &str,
+    opts: &DecodeOptions,
+) -> Result<bool, DecodeError> {
     if tally.total_frames == 0 {
         return Err(if tally.unsupported > 0 && tally.unsupported == tally.bad {
             DecodeError::UnsupportedCodec(format!("{codec}: no packet could be decoded"))
@@ -616,23 +653,5 @@ pub(crate) fn decode_stream<R: Read + Seek + Send + Sync + 'static>(
             ),
         }));
     }
-    let samples_16k = sink.finish()?;
-    let container = sniffed.unwrap_or(match codec {
-        "mp3" | "mp2" | "mp1" => "mp3",
-        "aac" => "adts",
-        "flac" => "flac",
-        _ => "unknown",
-    });
-    Ok(AudioInfo {
-        codec,
-        container,
-        sample_rate: first_format.map_or(0, |f| f.0),
-        channels: first_format.map_or(0, |f| f.1),
-        duration_s: decoded_s,
-        frames: tally.total_frames,
-        samples_16k,
-        declared_duration_s: declared_s,
-        truncated,
-        bad_packets: tally.bad,
-    })
+    Ok(truncated)
 }
