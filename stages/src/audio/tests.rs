@@ -762,9 +762,15 @@ fn damaged(name: &'static str) -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// 64 cases per property by default (a few seconds each); `PROPTEST_CASES=5000` for a
+/// deeper fuzzing run.
 fn proptest_config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     ProptestConfig {
-        cases: 64,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     }
