@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""Convert a CTranslate2 Whisper checkpoint to the ONNX layout speechmill runs.
+
+    python3 whisper_to_onnx.py CT2_DIR OUT_DIR [--int8]
+
+CT2_DIR holds `model.bin` (spec WhisperSpec; float16, float32, bfloat16, int8 or int16
+weights: everything is converted to float32), `config.json`, `tokenizer.json` and the
+vocabulary (`vocabulary.json` or `vocabulary.txt`). Needs numpy and onnx; `--int8` also
+needs onnxruntime (for `onnxruntime.quantization`). No torch.
+
+Output, in OUT_DIR (any ONNX export laid out the same way works with speechmill):
+
+encoder.onnx  (L = decoder layers, H = heads, dh = d_model / H, S = n_audio_ctx = 1500)
+  in   mel             float32 [B, n_mels, 2*S]     log-mel of one 30 s window (3000 frames)
+  out  cross_k         float32 [L, B, H, dh, S]     cross-attention keys, pre-transposed
+       cross_v         float32 [L, B, H, S, dh]     cross-attention values
+
+decoder.onnx  (one step of the text decoder with a self-attention cache)
+  in   tokens          int64   [B, T]               the new tokens (the prompt at first)
+       past_self_k     float32 [L, B, H, P, dh]     self-attention cache, P = 0 at first
+       past_self_v     float32 [L, B, H, P, dh]
+       cross_k         float32 [L, B, H, dh, S]     from the encoder
+       cross_v         float32 [L, B, H, S, dh]
+  out  logits          float32 [B, T, n_vocab]      unnormalised, every new position
+       present_self_k  float32 [L, B, H, P+T, dh]   past with the new tokens appended
+       present_self_v  float32 [L, B, H, P+T, dh]
+       alignment_attn  float32 [B, A, T, S]         softmaxed cross-attention weights of the
+                                                    A alignment heads, in whisper.json order
+  Token t sits at position P+t and sees the cache plus new tokens up to itself.
+
+decoder_int8.onnx  (with --int8) decoder.onnx with its weight MatMul/Gemm dynamically
+  quantized: weights int8, per tensor, reduce_range (7-bit). Without reduce_range the
+  u8s8 kernels saturate on AVX2 CPUs without VNNI and decoding falls into repetition
+  loops. The encoder stays float32 (the faster and safer combination on CPU).
+
+tokenizer.json  copied from CT2_DIR (text <-> ids for the Rust side).
+
+whisper.json  everything the runtime needs, so it never reads the checkpoint:
+  format             1
+  source             {"dir", "model_bin_sha256", "spec", "revision", "binary_version",
+                      "weight_dtype"}
+  n_mels, n_audio_ctx, n_text_ctx, d_model, n_heads, n_enc_layers, n_dec_layers, n_vocab
+  multilingual       n_vocab >= 51865 (openai-whisper's and CTranslate2's rule)
+  alignment_heads    [[layer, head], ...]: config.json's; when it has none, every head of
+                     the last half of the decoder layers (openai-whisper's default)
+  suppress_ids       config.json's suppress_ids plus the special tokens faster-whisper
+                     always suppresses (transcribe, translate, sot, sot_prev, sot_lm,
+                     no_speech): suppressed at every step
+  suppress_ids_begin config.json's (default [" ", eot]): suppressed at the first step
+  tokens             {"sot", "eot", "transcribe", "translate", "no_timestamps",
+                      "no_speech", "timestamp_begin", "sot_prev", "sot_lm", "space"}
+                     looked up by their strings in the vocabulary. English-only models
+                     number them differently (eot 50256, not 50257), and name no_speech
+                     <|nocaptions|> instead of <|nospeech|>; timestamp_begin is
+                     no_timestamps + 1 (<|0.00|>).
+  languages          {"en": id, "zh": id, ...} language tokens in Whisper's order (by id);
+                     empty for English-only models
+  language_codes     the same codes as a list, in that order; lang_ids their ids
+  files              {"encoder", "decoder", "decoder_int8" (when written), "tokenizer"}
+
+Each ONNX file carries the same facts as metadata_props (one key per whisper.json
+field; lists and objects as JSON text), plus "speechmill_layout" = "whisper-v1".
+Graphs are IR version 8, opset 17 (loadable by onnxruntime >= 1.13).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ct2_reader import Ct2Model  # noqa: E402
+
+FORMAT = 1
+LAYOUT = "whisper-v1"
+OPSET = 17
+IR_VERSION = 8
+MULTILINGUAL_MIN_VOCAB = 51865
+EXTERNAL_DATA_BYTES = 1_800_000_000  # larger graphs keep their weights in a .data file
+GELU_TANH, GELU = 2, 3  # CTranslate2 ActivationType values (only exact GELU is used by Whisper)
+
+
+class ConvertError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------- checkpoint facts
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_vocabulary(ct2_dir: str) -> list[str]:
+    """Id -> token string, as CTranslate2 sees it (timestamps included)."""
+    pj, pt = os.path.join(ct2_dir, "vocabulary.json"), os.path.join(ct2_dir, "vocabulary.txt")
+    if os.path.exists(pj):
+        with open(pj, encoding="utf-8") as f:
+            vocab = json.load(f)
+        if not isinstance(vocab, list):
+            raise ConvertError(f"{pj}: expected a JSON list of tokens")
+        return vocab
+    if os.path.exists(pt):
+        with open(pt, encoding="utf-8", newline="") as f:
+            lines = f.read().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return lines
+    # Fall back on tokenizer.json: its BPE vocabulary plus the added tokens.
+    with open(os.path.join(ct2_dir, "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    by_id = {i: t for t, i in tok["model"]["vocab"].items()}
+    by_id.update({a["id"]: a["content"] for a in tok.get("added_tokens", [])})
+    return [by_id.get(i, "") for i in range(max(by_id) + 1)]
+
+
+def special_tokens(vocab: list[str], tokenizer_json: dict) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for i, t in enumerate(vocab):
+        if t.startswith("<|") and t.endswith("|>"):
+            ids.setdefault(t, i)
+    # tokenizer.json must agree with the vocabulary (the Rust side decodes with it)
+    for a in tokenizer_json.get("added_tokens", []):
+        c = a["content"]
+        if c in ids and ids[c] != a["id"]:
+            raise ConvertError(f"tokenizer.json gives {c} id {a['id']}, the vocabulary {ids[c]}")
+
+    def need(*names: str) -> int:
+        for n in names:
+            if n in ids:
+                return ids[n]
+        raise ConvertError(f"the vocabulary has none of {names}")
+
+    tokens = {
+        "sot": need("<|startoftranscript|>"),
+        "eot": need("<|endoftext|>"),
+        "transcribe": need("<|transcribe|>"),
+        "translate": need("<|translate|>"),
+        "no_timestamps": need("<|notimestamps|>"),
+        # faster-whisper and CTranslate2: <|nospeech|>, else (English-only) <|nocaptions|>
+        "no_speech": need("<|nospeech|>", "<|nocaptions|>"),
+        "sot_prev": need("<|startofprev|>"),
+        "sot_lm": need("<|startoflm|>"),
+    }
+    tokens["timestamp_begin"] = tokens["no_timestamps"] + 1
+    if "<|0.00|>" in ids and ids["<|0.00|>"] != tokens["timestamp_begin"]:
+        raise ConvertError(f"<|0.00|> is {ids['<|0.00|>']}, expected no_timestamps + 1")
+    space = [i for i, t in enumerate(vocab) if t == "\u0120"]  # byte-level BPE's " "
+    tokens["space"] = space[0] if space else 220
+    return tokens
+
+
+def language_tokens(vocab: list[str], tokens: dict[str, int]) -> list[tuple[str, int]]:
+    """The language tokens, in Whisper's order: every <|xx|> between sot and translate."""
+    out = []
+    for i in range(tokens["sot"] + 1, tokens["translate"]):
+        m = re.fullmatch(r"<\|([a-z]{2,3}|haw|yue)\|>", vocab[i])
+        if not m:
+            raise ConvertError(f"token {i} ({vocab[i]!r}) between sot and translate is not a language")
+        out.append((m.group(1), i))
+    return out
+
+
+def whisper_facts(ct2_dir: str, model: Ct2Model) -> dict:
+    if model.spec != "WhisperSpec":
+        raise ConvertError(f"{model.path}: spec {model.spec!r}, expected WhisperSpec")
+    with open(os.path.join(ct2_dir, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    with open(os.path.join(ct2_dir, "tokenizer.json"), encoding="utf-8") as f:
+        tokenizer_json = json.load(f)
+
+    names = list(model.names()) + list(model.aliases)
+    n_enc = len({m.group(1) for n in names if (m := re.match(r"encoder/layer_(\d+)/", n))})
+    n_dec = len({m.group(1) for n in names if (m := re.match(r"decoder/layer_(\d+)/", n))})
+    n_vocab, d_model = model.raw("decoder/embeddings/weight").shape
+    # Every Whisper size has 64-dim heads; older specs did not store num_heads.
+    n_heads = model.scalar("encoder/num_heads", d_model // 64)
+    if model.scalar("decoder/num_heads", n_heads) != n_heads:
+        raise ConvertError("encoder and decoder head counts differ")
+    if model.scalar("decoder/activation", GELU) != GELU or not model.scalar("decoder/pre_norm", 1) \
+            or model.scalar("decoder/scale_embeddings", 0) or model.scalar("decoder/alibi", 0):
+        raise ConvertError("not a standard Whisper decoder (activation, pre_norm, scale_embeddings, alibi)")
+
+    vocab = load_vocabulary(ct2_dir)
+    if len(vocab) != n_vocab:
+        raise ConvertError(f"vocabulary has {len(vocab)} tokens, the embedding {n_vocab} rows")
+    tokens = special_tokens(vocab, tokenizer_json)
+    multilingual = n_vocab >= MULTILINGUAL_MIN_VOCAB
+    langs = language_tokens(vocab, tokens) if multilingual else []
+
+    align = [[int(l), int(h)] for l, h in config.get("alignment_heads") or []]
+    if not align:
+        align = [[l, h] for l in range(n_dec // 2, n_dec) for h in range(n_heads)]
+    for l, h in align:
+        if not (0 <= l < n_dec and 0 <= h < n_heads):
+            raise ConvertError(f"alignment head {[l, h]} out of range")
+
+    specials = [tokens[k] for k in ("transcribe", "translate", "sot", "sot_prev", "sot_lm", "no_speech")]
+    suppress = sorted(set(int(i) for i in config.get("suppress_ids", [])) | set(specials))
+    suppress_begin = [int(i) for i in config.get("suppress_ids_begin", [tokens["space"], tokens["eot"]])]
+
+    return {
+        "format": FORMAT,
+        "source": {
+            "dir": os.path.basename(os.path.normpath(ct2_dir)),
+            "model_bin_sha256": sha256_file(model.path),
+            "spec": model.spec,
+            "revision": model.revision,
+            "binary_version": model.binary_version,
+            "weight_dtype": model.weight_dtype(),
+        },
+        "n_mels": int(model.raw("encoder/conv1/weight").shape[1]),
+        "n_audio_ctx": int(model.raw("encoder/position_encodings/encodings").shape[0]),
+        "n_text_ctx": int(model.raw("decoder/position_encodings/encodings").shape[0]),
+        "d_model": int(d_model),
+        "n_heads": int(n_heads),
+        "n_enc_layers": n_enc,
+        "n_dec_layers": n_dec,
+        "n_vocab": int(n_vocab),
+        "multilingual": multilingual,
+        "alignment_heads": align,
+        "suppress_ids": suppress,
+        "suppress_ids_begin": suppress_begin,
+        "tokens": tokens,
+        "languages": {code: i for code, i in langs},
+        "language_codes": [code for code, _ in langs],
+        "lang_ids": [i for _, i in langs],
+    }
+
+
+# ---------------------------------------------------------------------- graph building
+class Graph:
+    """A small ONNX graph builder over one checkpoint (weights become float32 initializers)."""
+
+    def __init__(self, model: Ct2Model, name: str):
+        self.model, self.name = model, name
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self.counter = 0
+        self.consts: dict[tuple, str] = {}
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}_{self.counter}"
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, out: list[str] | None = None, **attrs):
+        outs = out or [self.fresh(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.fresh("n_" + op_type), **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        if name in self.inits:
+            raise ConvertError(f"duplicate initializer {name}")
+        self.inits[name] = numpy_helper.from_array(np.array(array, order="C"), name)  # keeps 0-d shapes
+        return name
+
+    def const(self, value, dtype=np.int64) -> str:
+        a = np.asarray(value, dtype=dtype)
+        key = (a.dtype.str, a.shape, a.tobytes())
+        if key not in self.consts:
+            self.consts[key] = self.init(self.fresh("const"), a)
+        return self.consts[key]
+
+    def weight(self, var: str) -> str:
+        """A checkpoint variable as an initializer, shared when it is an alias."""
+        target = self.model.target(var)
+        name = target.replace("/", ".")
+        if name not in self.inits:
+            self.init(name, self.model.float32(target))
+        return name
+
+    def has_bias(self, prefix: str) -> bool:
+        return prefix + "/bias" in self.model and bool(np.any(self.model.raw(prefix + "/bias")))
+
+    def linear(self, x: str, prefix: str, name: str | None = None, scale_rows: int = 0, scale: float = 1.0) -> str:
+        """x @ W^T + b. `scale_rows` > 0: the first rows of W and b are multiplied by `scale`
+        (folds the attention query scale into the projection)."""
+        w = self.model.float32(prefix + "/weight")
+        b = self.model.float32(prefix + "/bias") if prefix + "/bias" in self.model else None
+        if scale_rows:
+            w[:scale_rows] *= scale
+            if b is not None:
+                b[:scale_rows] *= scale
+        base = name or prefix.replace("/", ".")
+        y = self.op("MatMul", [x, self.init(base + ".weight_t", w.T)])
+        if b is not None and np.any(b):
+            y = self.op("Add", [y, self.init(base + ".bias", b)])
+        return y
+
+    def layer_norm(self, x: str, prefix: str) -> str:
+        return self.op("LayerNormalization", [x, self.weight(prefix + "/gamma"), self.weight(prefix + "/beta")],
+                       axis=-1, epsilon=1e-5)
+
+    def gelu(self, x: str) -> str:
+        # 0.5 * x * (1 + erf(x / sqrt 2)); onnxruntime fuses this into one Gelu kernel.
+        e = self.op("Erf", [self.op("Mul", [x, self.const(1 / np.sqrt(2), np.float32)])])
+        y = self.op("Mul", [x, self.op("Add", [e, self.const(1.0, np.float32)])])
+        return self.op("Mul", [y, self.const(0.5, np.float32)])
+
+    def ffn(self, x: str, prefix: str) -> str:
+        h = self.layer_norm(x, prefix + "/layer_norm")
+        h = self.linear(self.gelu(self.linear(h, prefix + "/linear_0")), prefix + "/linear_1")
+        return self.op("Add", [x, h])
+
+    def split_heads(self, x: str, n: int, H: int, dh: int) -> list[str]:
+        """[B, T, n*H*dh] -> n tensors [B, T, H, dh]."""
+        r = self.op("Reshape", [x, self.const([0, 0, n, H, dh])])
+        return [self.op("Gather", [r, self.const(i)], axis=2) for i in range(n)]
+
+    def merge_heads(self, x: str, D: int) -> str:
+        """[B, H, T, dh] -> [B, T, D]."""
+        t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
+        return self.op("Reshape", [t, self.const([0, 0, D])])
+
+    def save(self, inputs, outputs, path: str, meta: dict[str, str], doc: str) -> None:
+        graph = helper.make_graph(self.nodes, self.name, inputs, outputs, initializer=list(self.inits.values()),
+                                  doc_string=doc)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="speechmill whisper_to_onnx", producer_version=str(FORMAT))
+        m.ir_version = IR_VERSION
+        for k, v in meta.items():
+            m.metadata_props.add(key=k, value=v)
+        if sum(t.ByteSize() for t in self.inits.values()) < EXTERNAL_DATA_BYTES:
+            onnx.checker.check_model(m)
+            onnx.save(m, path)
+        else:  # protobuf cannot hold 2 GB: weights go to <file>.data next to it
+            onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=os.path.basename(path) + ".data", size_threshold=1024)
+            onnx.checker.check_model(path)
+
+
+def build_encoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
+    g = Graph(model, "whisper_encoder")
+    D, H, L, S = f["d_model"], f["n_heads"], f["n_dec_layers"], f["n_audio_ctx"]
+    dh = D // H
+    x = g.op("Conv", ["mel", g.weight("encoder/conv1/weight"), g.weight("encoder/conv1/bias")],
+             kernel_shape=[3], pads=[1, 1], strides=[1])
+    x = g.gelu(x)
+    x = g.op("Conv", [x, g.weight("encoder/conv2/weight"), g.weight("encoder/conv2/bias")],
+             kernel_shape=[3], pads=[1, 1], strides=[2])
+    x = g.gelu(x)
+    x = g.op("Transpose", [x], perm=[0, 2, 1])  # [B, S, D]
+    x = g.op("Add", [x, g.weight("encoder/position_encodings/encodings")])
+    for l in range(f["n_enc_layers"]):
+        p = f"encoder/layer_{l}/self_attention"
+        h = g.layer_norm(x, p + "/layer_norm")
+        q, k, v = g.split_heads(g.linear(h, p + "/linear_0", scale_rows=D, scale=dh ** -0.5), 3, H, dh)
+        q = g.op("Transpose", [q], perm=[0, 2, 1, 3])    # [B, H, S, dh]
+        kt = g.op("Transpose", [k], perm=[0, 2, 3, 1])   # [B, H, dh, S]
+        v = g.op("Transpose", [v], perm=[0, 2, 1, 3])
+        a = g.op("MatMul", [g.op("Softmax", [g.op("MatMul", [q, kt])], axis=-1), v])
+        x = g.op("Add", [x, g.linear(g.merge_heads(a, D), p + "/linear_1")])
+        x = g.ffn(x, f"encoder/layer_{l}/ffn")
+    x = g.layer_norm(x, "encoder/layer_norm")
+
+    # Cross-attention keys/values of every decoder layer in one MatMul:
+    # columns ordered (layer, k|v, head, dh).
+    w = np.concatenate([model.float32(f"decoder/layer_{l}/attention/linear_1/weight") for l in range(L)], 0)
+    b = np.concatenate([model.float32(f"decoder/layer_{l}/attention/linear_1/bias")
+                        if f"decoder/layer_{l}/attention/linear_1/bias" in model else np.zeros(2 * D, np.float32)
+                        for l in range(L)], 0)
+    kv = g.op("Add", [g.op("MatMul", [x, g.init("decoder.cross_kv.weight_t", w.T)]), g.init("decoder.cross_kv.bias", b)])
+    kv = g.op("Reshape", [kv, g.const([0, 0, L, 2, H, dh])])        # [B, S, L, 2, H, dh]
+    k = g.op("Gather", [kv, g.const(0)], axis=3)                     # [B, S, L, H, dh]
+    v = g.op("Gather", [kv, g.const(1)], axis=3)
+    g.op("Transpose", [k], perm=[2, 0, 3, 4, 1], out=["cross_k"])    # [L, B, H, dh, S]
+    g.op("Transpose", [v], perm=[2, 0, 3, 1, 4], out=["cross_v"])    # [L, B, H, S, dh]
+
+    inputs = [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["batch", f["n_mels"], 2 * S])]
+    outputs = [helper.make_tensor_value_info("cross_k", TensorProto.FLOAT, [L, "batch", H, dh, S]),
+               helper.make_tensor_value_info("cross_v", TensorProto.FLOAT, [L, "batch", H, S, dh])]
+    return g, inputs, outputs
+
+
+def build_decoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
+    g = Graph(model, "whisper_decoder")
+    D, H, L, S, V = f["d_model"], f["n_heads"], f["n_dec_layers"], f["n_audio_ctx"], f["n_vocab"]
+    dh = D // H
+    shape_tokens = g.op("Shape", ["tokens"])
+    T = g.op("Gather", [shape_tokens, g.const(1)], axis=0)                 # scalar
+    P = g.op("Gather", [g.op("Shape", ["past_self_k"]), g.const(3)], axis=0)
+    total = g.op("Add", [P, T])
+    positions = g.op("Range", [P, total, g.const(1)])                        # [T]
+    x = g.op("Gather", [g.weight("decoder/embeddings/weight"), "tokens"], axis=0)
+    x = g.op("Add", [x, g.op("Gather", [g.weight("decoder/position_encodings/encodings"), positions], axis=0)])
+    # causal mask [T, P+T]: key j is visible to the query at position p iff j <= p
+    keys = g.op("Range", [g.const(0), total, g.const(1)])
+    hidden = g.op("Greater", [g.op("Unsqueeze", [keys, g.const([0])]), g.op("Unsqueeze", [positions, g.const([1])])])
+    mask = g.op("Where", [hidden, g.const(-np.inf, np.float32), g.const(0.0, np.float32)])
+
+    align_by_layer: dict[int, list[int]] = {}
+    for l, h in f["alignment_heads"]:
+        align_by_layer.setdefault(l, []).append(h)
+    align_parts, align_order = [], []
+    present_k, present_v = [], []
+    for l in range(L):
+        li = g.const(l)
+        p = f"decoder/layer_{l}/self_attention"
+        h = g.layer_norm(x, p + "/layer_norm")
+        q, k, v = g.split_heads(g.linear(h, p + "/linear_0", scale_rows=D, scale=dh ** -0.5), 3, H, dh)
+        q = g.op("Transpose", [q], perm=[0, 2, 1, 3])                       # [B, H, T, dh]
+        k = g.op("Concat", [g.op("Gather", ["past_self_k", li], axis=0), g.op("Transpose", [k], perm=[0, 2, 1, 3])], axis=2)
+        v = g.op("Concat", [g.op("Gather", ["past_self_v", li], axis=0), g.op("Transpose", [v], perm=[0, 2, 1, 3])], axis=2)
+        present_k.append(g.op("Unsqueeze", [k, g.const([0])]))
+        present_v.append(g.op("Unsqueeze", [v, g.const([0])]))
+        scores = g.op("Add", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])]), mask])
+        a = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
+        x = g.op("Add", [x, g.linear(g.merge_heads(a, D), p + "/linear_1")])
+
+        p = f"decoder/layer_{l}/attention"
+        h = g.layer_norm(x, p + "/layer_norm")
+        q = g.linear(h, p + "/linear_0", scale_rows=D, scale=dh ** -0.5)
+        q = g.op("Transpose", [g.op("Reshape", [q, g.const([0, 0, H, dh])])], perm=[0, 2, 1, 3])
+        probs = g.op("Softmax", [g.op("MatMul", [q, g.op("Gather", ["cross_k", li], axis=0)])], axis=-1)  # [B,H,T,S]
+        a = g.op("MatMul", [probs, g.op("Gather", ["cross_v", li], axis=0)])
+        x = g.op("Add", [x, g.linear(g.merge_heads(a, D), p + "/linear_2")])
+        if l in align_by_layer:
+            align_parts.append(g.op("Gather", [probs, g.const(align_by_layer[l])], axis=1))
+            align_order += [(l, hh) for hh in align_by_layer[l]]
+        x = g.ffn(x, f"decoder/layer_{l}/ffn")
+    x = g.layer_norm(x, "decoder/layer_norm")
+
+    # logits = x @ E^T (+ bias): Gemm with transB shares the embedding initializer.
+    proj = "decoder/projection"
+    gemm_in = [g.op("Reshape", [x, g.const([-1, D])]), g.weight(proj + "/weight" if proj + "/weight" in model
+                                                               else "decoder/embeddings/weight")]
+    if g.has_bias(proj):
+        gemm_in.append(g.weight(proj + "/bias"))
+    logits = g.op("Gemm", gemm_in, transB=1)
+    B = g.op("Gather", [shape_tokens, g.const([0])], axis=0)
+    out_shape = g.op("Concat", [B, g.op("Unsqueeze", [T, g.const([0])]), g.const([V])], axis=0)
+    g.op("Reshape", [logits, out_shape], out=["logits"])
+    g.op("Concat", present_k, axis=0, out=["present_self_k"])
+    g.op("Concat", present_v, axis=0, out=["present_self_v"])
+    wanted = [tuple(a) for a in f["alignment_heads"]]
+    if align_order == wanted:
+        if len(align_parts) > 1:
+            g.op("Concat", align_parts, axis=1, out=["alignment_attn"])
+        else:
+            g.op("Identity", align_parts, out=["alignment_attn"])
+    else:  # config.json interleaves layers: gather into its order
+        cat = g.op("Concat", align_parts, axis=1) if len(align_parts) > 1 else align_parts[0]
+        g.op("Gather", [cat, g.const([align_order.index(a) for a in wanted])], axis=1, out=["alignment_attn"])
+
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    inputs = [helper.make_tensor_value_info("tokens", i64, ["batch", "T"]),
+              helper.make_tensor_value_info("past_self_k", f32, [L, "batch", H, "past", dh]),
+              helper.make_tensor_value_info("past_self_v", f32, [L, "batch", H, "past", dh]),
+              helper.make_tensor_value_info("cross_k", f32, [L, "batch", H, dh, S]),
+              helper.make_tensor_value_info("cross_v", f32, [L, "batch", H, S, dh])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "T", V]),
+               helper.make_tensor_value_info("present_self_k", f32, [L, "batch", H, "total", dh]),
+               helper.make_tensor_value_info("present_self_v", f32, [L, "batch", H, "total", dh]),
+               helper.make_tensor_value_info("alignment_attn", f32, ["batch", len(wanted), "T", S])]
+    return g, inputs, outputs
+
+
+# ---------------------------------------------------------------------- driver
+def metadata(facts: dict) -> dict[str, str]:
+    meta = {"speechmill_layout": LAYOUT}
+    for k, v in facts.items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+    return meta
+
+
+def quantize_decoder(src: str, dst: str) -> None:
+    import logging
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    external = os.path.exists(src + ".data")
+    # The quantizer warns about every activation-only MatMul (q@k, p@v) it cannot type and
+    # leaves alone (MatMulConstBOnly): quiet it.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=False, reduce_range=True,
+                         op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=external)
+    finally:
+        root.setLevel(level)
+    if external:
+        onnx.checker.check_model(dst)
+        return
+    m = onnx.load(dst)
+    m.ir_version = IR_VERSION  # keep the IR version of the float graph
+    onnx.checker.check_model(m)
+    onnx.save(m, dst)
+
+
+def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
+    t0 = time.perf_counter()
+    model = Ct2Model(ct2_dir)
+    facts = whisper_facts(ct2_dir, model)
+    log(f"read {model.path}: {facts['source']['weight_dtype']} weights, {facts['n_enc_layers']}+"
+        f"{facts['n_dec_layers']} layers, d_model {facts['d_model']}, vocab {facts['n_vocab']}, "
+        f"multilingual {facts['multilingual']} ({time.perf_counter() - t0:.1f}s)")
+    facts["files"] = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "tokenizer": "tokenizer.json"}
+    if int8:
+        facts["files"]["decoder_int8"] = "decoder_int8.onnx"
+    meta = metadata(facts)
+    os.makedirs(out_dir, exist_ok=True)
+
+    t = time.perf_counter()
+    g, i, o = build_encoder(model, facts)
+    g.save(i, o, os.path.join(out_dir, "encoder.onnx"), meta, "Whisper encoder: mel -> cross-attention K/V")
+    del g
+    g, i, o = build_decoder(model, facts)
+    g.save(i, o, os.path.join(out_dir, "decoder.onnx"), meta, "Whisper decoder step with self-attention cache")
+    del g
+    log(f"wrote encoder.onnx, decoder.onnx ({time.perf_counter() - t:.1f}s)")
+    if int8:
+        t = time.perf_counter()
+        quantize_decoder(os.path.join(out_dir, "decoder.onnx"), os.path.join(out_dir, "decoder_int8.onnx"))
+        log(f"wrote decoder_int8.onnx ({time.perf_counter() - t:.1f}s)")
+    shutil.copyfile(os.path.join(ct2_dir, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
+    with open(os.path.join(out_dir, "whisper.json.tmp"), "w", encoding="utf-8") as fh:
+        json.dump(facts, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(os.path.join(out_dir, "whisper.json.tmp"), os.path.join(out_dir, "whisper.json"))
+    log(f"done in {time.perf_counter() - t0:.1f}s: {out_dir}")
+    return facts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("ct2_dir", help="CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json)")
+    ap.add_argument("out_dir", help="where to write encoder.onnx, decoder.onnx, whisper.json, tokenizer.json")
+    ap.add_argument("--int8", action="store_true", help="also write decoder_int8.onnx (needs onnxruntime)")
+    a = ap.parse_args()
+    try:
+        convert(a.ct2_dir, a.out_dir, a.int8, log=lambda s: print(f"[whisper_to_onnx] {s}", flush=True))
+    except ConvertError as e:
+        print(f"whisper_to_onnx: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
