@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# speechmill tests: the setup step (idempotent, seconds when done), then every test of
-# the workspace. Extra arguments go to the test runner (e.g. a test-name filter).
+# speechmill tests: the setup step and the peer references (both idempotent, seconds when
+# done), then every test of the workspace. Extra arguments go to the test runner (e.g. a
+# test-name filter). SPEECHMILL_SKIP_PEERS=1 skips the peers (faster-whisper) step.
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -9,6 +10,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 bash scripts/setup.sh
+bash scripts/peers.sh
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
