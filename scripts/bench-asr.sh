@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# ASR throughput and accuracy: speechmill's Whisper (ONNX Runtime) against faster-whisper
+# (CTranslate2) on the same checkpoints, on CPU with 2 threads.
+#
+#   bash scripts/bench-asr.sh                       # tiny.en and base, int8 and float32
+#   MODELS=tiny.en COMPUTE=int8 bash scripts/bench-asr.sh
+#
+# Needs scripts/setup.sh and scripts/peers.sh first (models, the peers venv).
+# Test audio (about 11 minutes of real speech, built once into $SPEECHMILL_CACHE/bench-asr/,
+# default .cache/speechmill): the 5 LibriVox clips of pocketsphinx-testdata in one file, and
+# English passages of known text spoken by espeak-ng in several voices, two to a file
+# (1.5-2 minutes each); <name>.txt next to each file is its reference transcript.
+# Each tool writes $CACHE/bench-asr/results-<tool>.json; the table at the end shows, per
+# tool, model and compute type: model load time, audio seconds transcribed per wall-clock
+# second (load excluded), and WER (jiwer, corpus-level, after tests/peers/textnorm.py's
+# normalisation: lowercase, no punctuation).
+#   faster-whisper: tests/peers/bench_faster_whisper.py (BatchedInferencePipeline with its
+#                   defaults: Silero VAD, batch_size 8, beam 5; language "en")
+#   speechmill:     run_speechmill below
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
+BENCH="$CACHE/bench-asr"
+MODELS="${MODELS:-tiny.en,base}"
+COMPUTE="${COMPUTE:-int8,float32}"
+PEERS_PY="$CACHE/peers-venv/bin/python"
+
+die() { echo "bench-asr: $*" >&2; exit 1; }
+for tool in ffmpeg espeak-ng; do
+  command -v "$tool" >/dev/null || die "$tool is missing: run 'bash scripts/setup.sh'"
+done
+[ -x "$PEERS_PY" ] || die "$CACHE/peers-venv missing: run 'bash scripts/setup.sh && bash scripts/peers.sh'"
+cd "$REPO"
+
+# ------------------------------------------------------------------ test audio
+"$PEERS_PY" tests/peers/bench_faster_whisper.py prepare --cache "$CACHE"
+
+# ------------------------------------------------------------------ faster-whisper
+run_faster_whisper() {
+  "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" \
+    --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-faster-whisper.json" >/dev/null
+}
+
+# ------------------------------------------------------------------ speechmill
+# TODO(speechmill ASR): time speechmill's Whisper here on the files of
+# $BENCH/manifest.json, for each model in $MODELS ($CACHE/models/whisper-<model>/) and
+# compute type in $COMPUTE (int8 = decoder_int8.onnx), 2 threads, and write
+# $BENCH/results-speechmill.json in the schema of results-faster-whisper.json
+# ("results": [{"tool": "speechmill", "model", "compute_type", "load_s", "transcribe_s",
+# "audio_s", "speed", "wer", ...}]). Score WER with tests/peers/textnorm.py (wer()).
+run_speechmill() {
+  rm -f "$BENCH/results-speechmill.json"
+  echo "speechmill: n/a (not wired up yet)" >&2
+}
+
+run_faster_whisper
+run_speechmill
+
+# ------------------------------------------------------------------ table
+"$PEERS_PY" - "$BENCH" <<'PY'
+import glob, json, os, sys
+bench = sys.argv[1]
+rows, audio = [], None
+for path in sorted(glob.glob(os.path.join(bench, "results-*.json"))):
+    with open(path) as f:
+        doc = json.load(f)
+    audio = audio or doc.get("audio")
+    rows += doc["results"]
+if audio:
+    print(f"{audio['files']} files, {audio['seconds'] / 60:.1f} minutes of speech; "
+          f"speed = audio seconds per wall-clock second (model load excluded)")
+print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'speed':>6s} | {'WER':>6s} |")
+print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 8}|")
+for r in sorted(rows, key=lambda r: (r["model"], r["compute_type"], r["tool"])):
+    print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {r['load_s']:6.2f} | "
+          f"{r['speed']:6.2f} | {r['wer']:6.3f} |")
+if not any(r["tool"] == "speechmill" for r in rows):
+    print("| speechmill     | n/a     | n/a     |    n/a |    n/a |    n/a |")
+PY
