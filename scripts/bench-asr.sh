@@ -12,7 +12,8 @@
 # (1.5-2 minutes each); <name>.txt next to each file is its reference transcript.
 # Each tool writes $CACHE/bench-asr/results-<tool>.json; the table at the end shows, per
 # tool, model and compute type: model load time, audio seconds transcribed per wall-clock
-# second (load excluded), and WER (jiwer, corpus-level, after tests/peers/textnorm.py's
+# second (load excluded), audio seconds per CPU second (less sensitive to a busy machine),
+# and WER (jiwer, corpus-level, after tests/peers/textnorm.py's
 # normalisation: lowercase, no punctuation).
 #   faster-whisper: tests/peers/bench_faster_whisper.py (BatchedInferencePipeline with its
 #                   defaults: Silero VAD, batch_size 8, beam 5; language "en")
@@ -70,11 +71,12 @@ for path in sorted(glob.glob(os.path.join(bench, "results-*.json"))):
 if audio:
     print(f"{audio['files']} files, {audio['seconds'] / 60:.1f} minutes of speech; "
           f"speed = audio seconds per wall-clock second (model load excluded)")
-print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'speed':>6s} | {'WER':>6s} |")
-print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 8}|")
+print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'speed':>6s} | {'per CPU s':>9s} | {'WER':>6s} |")
+print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 11}|{'-' * 8}|")
 for r in sorted(rows, key=lambda r: (r["model"], r["compute_type"], r["tool"])):
+    cpu = f"{r['cpu_speed']:9.2f}" if r.get("cpu_speed") else f"{'n/a':>9s}"
     print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {r['load_s']:6.2f} | "
-          f"{r['speed']:6.2f} | {r['wer']:6.3f} |")
+          f"{r['speed']:6.2f} | {cpu} | {r['wer']:6.3f} |")
 if not any(r["tool"] == "speechmill" for r in rows):
-    print("| speechmill     | n/a     | n/a     |    n/a |    n/a |    n/a |")
+    print(f"| speechmill     | n/a     | n/a     |    n/a |    n/a | {'n/a':>9s} |    n/a |")
 PY

@@ -240,8 +240,9 @@ fi
 
 # Converts $CACHE/models/<ct2 dir> to $CACHE/models/<onnx dir> (fp32 encoder and decoder,
 # int8 decoder). Skipped when <onnx dir>/.stamp holds the sha256s of the checkpoint's
-# files and of the converter. Writes into a temporary dir that replaces the old one only
-# when complete, so an interrupted setup leaves the previous model or none, never half.
+# files and of the converter, and the converter's package pins. Writes into a temporary
+# dir that replaces the old one only when complete, so an interrupted setup leaves the
+# previous model or none, never half of one.
 CONVERTER=("$REPO/models/tools/whisper_to_onnx.py" "$REPO/models/tools/ct2_reader.py")
 convert_whisper() {
   local src="$CACHE/models/$1" dest="$CACHE/models/$2" key tmp f
@@ -254,7 +255,8 @@ convert_whisper() {
   for f in model.bin config.json tokenizer.json vocabulary.json vocabulary.txt; do
     [ -f "$src/$f" ] && files+=("$src/$f")
   done
-  key="$(sha256sum "${files[@]}" "${CONVERTER[@]}" | awk '{print $1}' | sha256sum | cut -c1-64) int8"
+  key="$( (sha256sum "${files[@]}" "${CONVERTER[@]}" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
+         | sha256sum | cut -c1-64) int8"
   if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$key" ] && [ -f "$dest/decoder_int8.onnx" ]; then
     say "whisper: $2 present (ONNX)"
     return 0

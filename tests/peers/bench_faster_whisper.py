@@ -24,7 +24,8 @@ run      transcribes every file with faster-whisper's BatchedInferencePipeline f
          {"tool", "versions": {...}, "machine": {"cpus", "cpu_model"}, "settings": {...},
           "audio": {"files", "seconds"}, "normalisation",
           "results": [{"tool", "model", "compute_type", "load_s", "transcribe_s", "cpu_s",
-                       "audio_s", "speed" (audio s per wall s), "wer",
+                       "audio_s", "speed" (audio s per wall s), "cpu_speed" (audio s per
+                       CPU s of the process, all threads), "wer",
                        "files": {name: {"seconds", "wer", "text"}}}]}
 WER: jiwer corpus-level over all files after tests/peers/textnorm.py's normalisation.
 """
@@ -313,6 +314,7 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str) -> No
             r = {"tool": "faster-whisper", "model": model_name, "compute_type": compute,
                  "load_s": round(load_s, 3), "transcribe_s": round(wall, 3), "cpu_s": round(cpu, 3),
                  "audio_s": round(audio_s, 3), "speed": round(audio_s / wall, 2),
+                 "cpu_speed": round(audio_s / cpu, 2),
                  "wer": round(wer([refs[m["file"]] for m in manifest], hyps), 4), "files": files}
             results.append(r)
             say(f"{model_name} {compute}: load {load_s:.2f}s, {wall:.1f}s for {audio_s:.0f}s of audio "
@@ -327,10 +329,10 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str) -> No
     with open(out_json + ".tmp", "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False)
     os.replace(out_json + ".tmp", out_json)
-    print(f"{'tool':15s} {'model':8s} {'compute':8s} {'load s':>7s} {'audio s/s':>9s} {'WER':>6s}")
+    print(f"{'tool':15s} {'model':8s} {'compute':8s} {'load s':>7s} {'audio s/s':>9s} {'per cpu s':>9s} {'WER':>6s}")
     for r in results:
         print(f"{r['tool']:15s} {r['model']:8s} {r['compute_type']:8s} {r['load_s']:7.2f} {r['speed']:9.2f} "
-              f"{r['wer']:6.3f}")
+              f"{r['cpu_speed']:9.2f} {r['wer']:6.3f}")
 
 
 def main() -> int:
