@@ -44,6 +44,7 @@
 
 pub mod runtime;
 pub mod vad;
+pub mod whisper;
 
 pub use runtime::{
     Artifact, ArtifactFile, CACHE_ENV, Device, ModelError, ORT_DYLIB_ENV, ORT_LIBRARY,

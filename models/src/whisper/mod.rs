@@ -1,0 +1,832 @@
+//! Whisper speech recognition on converted ONNX graphs, decoding the way
+//! faster-whisper does on the same weights: log-mel front end, batched encoder,
+//! decoder with a KV cache, greedy / beam search, temperature fallback on
+//! compression ratio and average log-probability, the no-speech skip, language
+//! detection, and word timestamps by DTW over the alignment heads.
+//!
+//! A model directory (made by `models/tools/whisper_to_onnx.py`, or laid out the same
+//! way by hand) holds `encoder.onnx`, `decoder.onnx`, optionally `decoder_int8.onnx`,
+//! `tokenizer.json` and `whisper.json`.
+
+mod align;
+mod config;
+mod mel;
+mod model;
+mod text;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use config::{SpecialTokens, WhisperConfig};
+pub use mel::{HOP, LogMel, MelExtractor, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
+pub use model::{CrossKv, KvCache, WhisperSessions};
+pub use text::{TimedWord, WhisperTokenizer, compression_ratio};
+
+use crate::runtime::{ModelError, Result, SessionConfig, model_path, model_sha256, shared};
+
+/// Decoder rows (windows × beams) per call: bounds the repeated cross-attention
+/// tensors (37 MB per row for Whisper base).
+const MAX_DECODER_ROWS: usize = 16;
+
+/// Which decoder graph to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// fp32 encoder and decoder.
+    #[default]
+    Fp32,
+    /// fp32 encoder, int8 (dynamically quantised) decoder: the fastest on CPUs here.
+    Int8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" | "float32" => Ok(Precision::Fp32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(ModelError::InvalidConfig(format!(
+                "precision `{other}`: expected fp32 or int8"
+            ))),
+        }
+    }
+}
+
+/// How to decode (faster-whisper's defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    /// `None` detects the language (multilingual models); English-only models ignore it.
+    pub language: Option<String>,
+    /// 1 = greedy.
+    pub beam_size: usize,
+    pub patience: f64,
+    /// Samples drawn at each temperature above 0.
+    pub best_of: usize,
+    pub temperatures: Vec<f64>,
+    pub compression_ratio_threshold: Option<f64>,
+    pub log_prob_threshold: Option<f64>,
+    pub no_speech_threshold: Option<f64>,
+    pub word_timestamps: bool,
+    /// Seed of the sampler used by temperature fallback (results are deterministic).
+    pub seed: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            language: None,
+            beam_size: 5,
+            patience: 1.0,
+            best_of: 5,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: Some(2.4),
+            log_prob_threshold: Some(-1.0),
+            no_speech_threshold: Some(0.6),
+            word_timestamps: true,
+            seed: 0,
+        }
+    }
+}
+
+/// A word and when it is spoken, in seconds from the start of the segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    pub probability: f64,
+}
+
+/// The transcript of one segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    pub text: String,
+    /// Generated text tokens (no prompt, no end of text).
+    pub tokens: Vec<u32>,
+    pub language: String,
+    pub language_prob: f64,
+    pub avg_logprob: f64,
+    pub no_speech_prob: f64,
+    pub compression_ratio: f64,
+    /// Temperature of the kept decoding (0 unless fallback kicked in).
+    pub temperature: f64,
+    /// True when the segment was judged silence (no-speech prob above threshold and a
+    /// low average log-probability): `text` is then empty.
+    pub no_speech: bool,
+    pub words: Vec<Word>,
+}
+
+/// A loaded Whisper model: sessions, tokenizer and front end.
+pub struct Whisper {
+    sessions: WhisperSessions,
+    tokenizer: WhisperTokenizer,
+    mel: MelExtractor,
+    dir: PathBuf,
+    id: String,
+}
+
+impl std::fmt::Debug for Whisper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whisper").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// One hypothesis being decoded.
+#[derive(Debug, Clone)]
+struct Hypothesis {
+    tokens: Vec<u32>,
+    sum_logprob: f64,
+}
+
+/// The result of one decoding attempt of one segment.
+#[derive(Debug, Clone)]
+struct Attempt {
+    tokens: Vec<u32>,
+    avg_logprob: f64,
+    text: String,
+    compression_ratio: f64,
+    temperature: f64,
+}
+
+impl Whisper {
+    /// The model directory for a name: `whisper-base`, `whisper-tiny.en` (converted by
+    /// setup into the cache) or a path to a directory laid out the same way.
+    pub fn resolve(name: &str) -> Result<PathBuf> {
+        let p = Path::new(name);
+        if p.is_dir() {
+            return Ok(p.to_path_buf());
+        }
+        model_path(name)
+    }
+
+    /// Loads `dir` with the decoder of `precision`.
+    pub fn load(dir: &Path, precision: Precision, session: &SessionConfig) -> Result<Self> {
+        let config = WhisperConfig::load(&dir.join("whisper.json"))?;
+        let tokenizer = WhisperTokenizer::load(&dir.join("tokenizer.json"), config.tokens.eot)?;
+        let decoder = match precision {
+            Precision::Fp32 => "decoder.onnx",
+            Precision::Int8 => "decoder_int8.onnx",
+        };
+        let mel = MelExtractor::new(config.n_mels);
+        let sessions =
+            WhisperSessions::load(config, &dir.join("encoder.onnx"), &dir.join(decoder), session)?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| dir.display().to_string());
+        let id = match precision {
+            Precision::Fp32 => name,
+            Precision::Int8 => format!("{name}:int8"),
+        };
+        Ok(Whisper {
+            sessions,
+            tokenizer,
+            mel,
+            dir: dir.to_path_buf(),
+            id,
+        })
+    }
+
+    /// `load`, once per process per directory, precision and session config.
+    pub fn shared(dir: &Path, precision: Precision, session: &SessionConfig) -> Result<Arc<Self>> {
+        let key = format!("{}|{precision:?}|{session:?}", dir.display());
+        shared(&key, || Self::load(dir, precision, session))
+    }
+
+    /// The sha256 over the files this model reads (for fingerprints).
+    pub fn files_sha256(dir: &Path, precision: Precision) -> Result<String> {
+        let decoder = match precision {
+            Precision::Fp32 => "decoder.onnx",
+            Precision::Int8 => "decoder_int8.onnx",
+        };
+        let mut all = String::new();
+        for f in ["whisper.json", "tokenizer.json", "encoder.onnx", decoder] {
+            all.push_str(&model_sha256(&dir.join(f))?);
+        }
+        Ok(all)
+    }
+
+    /// `whisper-base`, `whisper-tiny.en:int8`, …
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &WhisperConfig {
+        &self.sessions.config
+    }
+
+    pub fn tokenizer(&self) -> &WhisperTokenizer {
+        &self.tokenizer
+    }
+
+    /// Log-mel features of 16 kHz mono audio.
+    pub fn log_mel(&self, samples: &[f32]) -> LogMel {
+        self.mel.compute(samples)
+    }
+
+    /// Transcribes segments of 16 kHz mono audio, each at most 30 s, encoding up to
+    /// `batch_size` of them per encoder call and decoding them together.
+    pub fn transcribe(
+        &self,
+        segments: &[&[f32]],
+        options: &DecodeOptions,
+        batch_size: usize,
+    ) -> Result<Vec<Transcript>> {
+        let mut out = Vec::with_capacity(segments.len());
+        for chunk in segments.chunks(batch_size.max(1)) {
+            out.extend(self.transcribe_batch(chunk, options)?);
+        }
+        Ok(out)
+    }
+
+    fn transcribe_batch(&self, segments: &[&[f32]], options: &DecodeOptions) -> Result<Vec<Transcript>> {
+        let c = self.config();
+        if let Some(i) = segments.iter().position(|s| s.len() > WINDOW_SAMPLES) {
+            return Err(ModelError::InvalidInput(format!(
+                "segment {i} is {:.1} s long; Whisper takes at most 30 s per segment",
+                segments[i].len() as f64 / SAMPLE_RATE as f64
+            )));
+        }
+        let n = segments.len();
+        let mut mel = Vec::with_capacity(n * c.n_mels * WINDOW_FRAMES);
+        let mut content_frames = Vec::with_capacity(n);
+        for s in segments {
+            let features = self.mel.compute(s);
+            let frames = features.content_frames().min(WINDOW_FRAMES);
+            features.window_into(0, frames, &mut mel);
+            content_frames.push(frames);
+        }
+        let cross = self.sessions.encode(&mel, n)?;
+        drop(mel);
+
+        // Language (detected or given) and the no-speech probability, both read from
+        // the logits at <|startoftranscript|>.
+        let first = self.first_position(&cross)?;
+        let languages = first
+            .iter()
+            .map(|logits| self.pick_language(logits, options))
+            .collect::<Result<Vec<_>>>()?;
+        let no_speech: Vec<f64> = first
+            .iter()
+            .map(|l| softmax_prob(l, c.tokens.no_speech as usize))
+            .collect();
+        let prompts: Vec<Vec<u32>> = languages
+            .iter()
+            .map(|(lang_token, _, _)| self.prompt(*lang_token))
+            .collect();
+
+        // Decode with temperature fallback: every segment still "failing" is retried
+        // at the next temperature, together with the others.
+        let mut best: Vec<Option<Attempt>> = vec![None; n];
+        let mut all_attempts: Vec<Vec<Attempt>> = vec![Vec::new(); n];
+        let mut pending: Vec<usize> = (0..n).collect();
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        for &temperature in &options.temperatures {
+            if pending.is_empty() {
+                break;
+            }
+            let rows: Vec<usize> = pending.clone();
+            // Each window's cross-attention tensors are repeated once per beam (or
+            // sample): decode a few windows at a time to bound that memory.
+            let width = if temperature <= 0.0 { options.beam_size } else { options.best_of }.max(1);
+            let mut results = Vec::with_capacity(rows.len());
+            for group in rows.chunks((MAX_DECODER_ROWS / width).max(1)) {
+                let sub_cross = self.sessions.select_cross(&cross, group);
+                let sub_prompts: Vec<Vec<u32>> = group.iter().map(|&r| prompts[r].clone()).collect();
+                results.extend(if temperature <= 0.0 {
+                    self.beam_search(&sub_cross, &sub_prompts, width, options.patience)?
+                } else {
+                    self.sample(&sub_cross, &sub_prompts, width, temperature, &mut rng)?
+                });
+            }
+            let mut still = Vec::new();
+            for (&row, hyp) in rows.iter().zip(results) {
+                let attempt = self.attempt(hyp, temperature);
+                let mut needs_fallback = false;
+                if let Some(t) = options.compression_ratio_threshold
+                    && attempt.compression_ratio > t
+                {
+                    needs_fallback = true;
+                }
+                if let Some(t) = options.log_prob_threshold
+                    && attempt.avg_logprob < t
+                {
+                    needs_fallback = true;
+                }
+                if let (Some(ns), Some(lp)) = (options.no_speech_threshold, options.log_prob_threshold)
+                    && no_speech[row] > ns
+                    && attempt.avg_logprob < lp
+                {
+                    needs_fallback = false; // silence: do not retry
+                }
+                all_attempts[row].push(attempt.clone());
+                if needs_fallback {
+                    still.push(row);
+                } else {
+                    best[row] = Some(attempt);
+                }
+            }
+            pending = still;
+        }
+        // Every temperature failed: keep the best attempt below the compression
+        // threshold (by average log-probability), else the best of all.
+        for row in pending {
+            let attempts = &all_attempts[row];
+            let below: Vec<&Attempt> = attempts
+                .iter()
+                .filter(|a| {
+                    options
+                        .compression_ratio_threshold
+                        .is_none_or(|t| a.compression_ratio <= t)
+                })
+                .collect();
+            let pool: Vec<&Attempt> = if below.is_empty() { attempts.iter().collect() } else { below };
+            best[row] = pool
+                .into_iter()
+                .max_by(|a, b| a.avg_logprob.total_cmp(&b.avg_logprob))
+                .cloned();
+        }
+
+        let mut transcripts = Vec::with_capacity(n);
+        for row in 0..n {
+            let attempt = best[row].take().unwrap_or(Attempt {
+                tokens: Vec::new(),
+                avg_logprob: 0.0,
+                text: String::new(),
+                compression_ratio: 0.0,
+                temperature: 0.0,
+            });
+            let (_, ref language, language_prob) = languages[row];
+            let silent = matches!(
+                (options.no_speech_threshold, options.log_prob_threshold),
+                (Some(ns), Some(lp)) if no_speech[row] > ns && attempt.avg_logprob < lp
+            );
+            let words = if options.word_timestamps && !silent && !attempt.tokens.is_empty() {
+                let one = self.sessions.select_cross(&cross, &[row]);
+                self.word_timestamps(&one, &prompts[row], &attempt.tokens, content_frames[row], language)?
+            } else {
+                Vec::new()
+            };
+            transcripts.push(Transcript {
+                text: if silent { String::new() } else { attempt.text.clone() },
+                tokens: if silent { Vec::new() } else { attempt.tokens.clone() },
+                language: language.clone(),
+                language_prob,
+                avg_logprob: attempt.avg_logprob,
+                no_speech_prob: no_speech[row],
+                compression_ratio: attempt.compression_ratio,
+                temperature: attempt.temperature,
+                no_speech: silent,
+                words,
+            });
+        }
+        Ok(transcripts)
+    }
+
+    /// Logits at the `<|startoftranscript|>` position of every row (`[V]` each).
+    fn first_position(&self, cross: &CrossKv) -> Result<Vec<Vec<f32>>> {
+        let c = self.config();
+        let tokens = vec![c.tokens.sot as i64; cross.batch];
+        let out = self.sessions.decode(
+            &tokens,
+            &KvCache {
+                batch: cross.batch,
+                ..KvCache::default()
+            },
+            cross,
+            false,
+        )?;
+        Ok(out.logits.chunks(c.n_vocab).map(|r| r.to_vec()).collect())
+    }
+
+    /// `(language token, code, probability)`.
+    fn pick_language(&self, logits: &[f32], options: &DecodeOptions) -> Result<(Option<u32>, String, f64)> {
+        let c = self.config();
+        if !c.multilingual {
+            return Ok((None, "en".to_string(), 1.0));
+        }
+        if let Some(code) = options.language.as_deref().filter(|l| *l != "auto") {
+            let token = c.language_token(code).ok_or_else(|| {
+                ModelError::InvalidConfig(format!(
+                    "language `{code}` is not one of this model's languages ({})",
+                    c.languages.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            return Ok((Some(token), code.to_string(), 1.0));
+        }
+        // Softmax over the language tokens only.
+        let max = c
+            .languages
+            .values()
+            .map(|&t| logits[t as usize] as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = c.languages.values().map(|&t| (logits[t as usize] as f64 - max).exp()).sum();
+        let (code, token) = c
+            .languages
+            .iter()
+            .max_by(|a, b| logits[*a.1 as usize].total_cmp(&logits[*b.1 as usize]))
+            .ok_or_else(|| ModelError::InvalidConfig("multilingual model without languages".into()))?;
+        let prob = (logits[*token as usize] as f64 - max).exp() / total;
+        Ok((Some(*token), code.clone(), prob))
+    }
+
+    /// `<|startoftranscript|>` [language, `<|transcribe|>`] `<|notimestamps|>`.
+    fn prompt(&self, language: Option<u32>) -> Vec<u32> {
+        let t = &self.config().tokens;
+        let mut p = vec![t.sot];
+        if let Some(lang) = language {
+            p.push(lang);
+            p.push(t.transcribe);
+        }
+        p.push(t.no_timestamps);
+        p
+    }
+
+    fn max_new_tokens(&self, prompt_len: usize) -> usize {
+        let ctx = self.config().n_text_ctx;
+        (ctx / 2).min(ctx.saturating_sub(prompt_len))
+    }
+
+    /// Sets suppressed tokens of one row's logits to −∞ (and the begin set on the
+    /// first generated token).
+    fn suppress(&self, logits: &mut [f32], first: bool) {
+        let c = self.config();
+        let t = &c.tokens;
+        for &s in &c.suppress_ids {
+            if let Some(v) = logits.get_mut(s as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        for s in [t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech, t.no_timestamps] {
+            if let Some(v) = logits.get_mut(s as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        // No timestamps are generated in no-timestamps mode.
+        for v in logits.iter_mut().skip(t.timestamp_begin as usize) {
+            *v = f32::NEG_INFINITY;
+        }
+        if first {
+            for &s in &c.suppress_ids_begin {
+                if let Some(v) = logits.get_mut(s as usize) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+
+    /// Beam search (beam 1 = greedy) over a batch of windows, as openai-whisper's
+    /// `BeamSearchDecoder` with `patience`; returns the best hypothesis of each window
+    /// ranked by log-probability per token.
+    fn beam_search(
+        &self,
+        cross: &CrossKv,
+        prompts: &[Vec<u32>],
+        beam: usize,
+        patience: f64,
+    ) -> Result<Vec<Hypothesis>> {
+        let c = self.config();
+        let eot = c.tokens.eot;
+        let n = cross.batch;
+        let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, beam)).collect();
+        let repeated;
+        let cross = if beam == 1 {
+            cross
+        } else {
+            repeated = self.sessions.select_cross(cross, &rows);
+            &repeated
+        };
+        let max_candidates = ((beam as f64 * patience).round() as usize).max(1);
+        let prompt_len = prompts[0].len();
+        if prompts.iter().any(|p| p.len() != prompt_len) {
+            return Err(ModelError::InvalidInput("prompts of one batch differ in length".into()));
+        }
+        let max_new = self.max_new_tokens(prompt_len);
+        // Live hypotheses, `beam` per window, in row order.
+        let mut live: Vec<Hypothesis> = (0..n * beam)
+            .map(|_| Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 })
+            .collect();
+        let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
+        let mut done = vec![false; n];
+        let mut cache = KvCache { batch: n * beam, ..KvCache::default() };
+        let mut input: Vec<i64> = rows
+            .iter()
+            .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
+            .collect();
+        for step in 0..max_new {
+            let out = self.sessions.decode(&input, &cache, cross, false)?;
+            let t = input.len() / (n * beam);
+            let v = c.n_vocab;
+            let mut next_tokens = Vec::with_capacity(n * beam);
+            let mut sources = Vec::with_capacity(n * beam);
+            let mut next_live = Vec::with_capacity(n * beam);
+            for w in 0..n {
+                // Candidates from each live beam of this window (only the first at step 0:
+                // the beams start identical).
+                let mut candidates: Vec<(f64, usize, u32)> = Vec::new();
+                let beams = if step == 0 { 1 } else { beam };
+                for b in 0..beams {
+                    let r = w * beam + b;
+                    let at = (r * t + t - 1) * v;
+                    let mut logits = out.logits[at..at + v].to_vec();
+                    self.suppress(&mut logits, step == 0);
+                    let logprobs = log_softmax(&logits);
+                    for (tok, lp) in top_k(&logprobs, beam + 1) {
+                        candidates.push((live[r].sum_logprob + lp, r, tok));
+                    }
+                }
+                candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let mut saved = 0;
+                let mut new_finished = Vec::new();
+                for (score, r, tok) in candidates {
+                    if tok == eot {
+                        new_finished.push(Hypothesis { tokens: live[r].tokens.clone(), sum_logprob: score });
+                    } else {
+                        let mut tokens = live[r].tokens.clone();
+                        tokens.push(tok);
+                        next_live.push(Hypothesis { tokens, sum_logprob: score });
+                        next_tokens.push(tok as i64);
+                        sources.push(r);
+                        saved += 1;
+                        if saved == beam {
+                            break;
+                        }
+                    }
+                }
+                if !done[w] {
+                    for h in new_finished {
+                        if finished[w].len() >= max_candidates {
+                            break;
+                        }
+                        finished[w].push(h);
+                    }
+                    done[w] = finished[w].len() >= max_candidates;
+                }
+                // Keep the row count fixed even if a window ran out of candidates.
+                while sources.len() < (w + 1) * beam {
+                    let r = w * beam;
+                    next_live.push(live[r].clone());
+                    next_tokens.push(eot as i64);
+                    sources.push(r);
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            let identity = sources.iter().enumerate().all(|(i, &r)| i == r);
+            cache = if identity { out.cache } else { self.sessions.select_cache(&out.cache, &sources) };
+            live = next_live;
+            input = next_tokens;
+        }
+        // Windows without enough finished hypotheses take their live ones.
+        let mut best = Vec::with_capacity(n);
+        for w in 0..n {
+            let mut pool = std::mem::take(&mut finished[w]);
+            if pool.len() < max_candidates {
+                pool.extend(live[w * beam..(w + 1) * beam].iter().cloned());
+            }
+            let pick = pool
+                .into_iter()
+                .max_by(|a, b| {
+                    let sa = a.sum_logprob / a.tokens.len().max(1) as f64;
+                    let sb = b.sum_logprob / b.tokens.len().max(1) as f64;
+                    sa.total_cmp(&sb)
+                })
+                .unwrap_or(Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 });
+            best.push(pick);
+        }
+        Ok(best)
+    }
+
+    /// Samples `best_of` continuations per window at `temperature` and keeps each
+    /// window's best by log-probability per token.
+    fn sample(
+        &self,
+        cross: &CrossKv,
+        prompts: &[Vec<u32>],
+        best_of: usize,
+        temperature: f64,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Hypothesis>> {
+        let c = self.config();
+        let eot = c.tokens.eot;
+        let n = cross.batch;
+        let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, best_of)).collect();
+        let cross = self.sessions.select_cross(cross, &rows);
+        let max_new = self.max_new_tokens(prompts[0].len());
+        let mut hyps: Vec<Hypothesis> = (0..rows.len())
+            .map(|_| Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 })
+            .collect();
+        let mut finished = vec![false; rows.len()];
+        let mut cache = KvCache { batch: rows.len(), ..KvCache::default() };
+        let mut input: Vec<i64> = rows
+            .iter()
+            .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
+            .collect();
+        for step in 0..max_new {
+            let out = self.sessions.decode(&input, &cache, &cross, false)?;
+            let t = input.len() / rows.len();
+            let v = c.n_vocab;
+            let mut next = Vec::with_capacity(rows.len());
+            for (r, hyp) in hyps.iter_mut().enumerate() {
+                if finished[r] {
+                    next.push(eot as i64);
+                    continue;
+                }
+                let at = (r * t + t - 1) * v;
+                let mut logits = out.logits[at..at + v].to_vec();
+                self.suppress(&mut logits, step == 0);
+                let logprobs = log_softmax(&logits);
+                let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature).collect();
+                let tok = sample_softmax(&scaled, rng);
+                hyp.sum_logprob += logprobs[tok as usize];
+                if tok == eot {
+                    finished[r] = true;
+                } else {
+                    hyp.tokens.push(tok);
+                }
+                next.push(tok as i64);
+            }
+            if finished.iter().all(|&f| f) {
+                break;
+            }
+            cache = out.cache;
+            input = next;
+        }
+        Ok((0..n)
+            .map(|w| {
+                hyps[w * best_of..(w + 1) * best_of]
+                    .iter()
+                    .max_by(|a, b| {
+                        let sa = a.sum_logprob / a.tokens.len().max(1) as f64;
+                        let sb = b.sum_logprob / b.tokens.len().max(1) as f64;
+                        sa.total_cmp(&sb)
+                    })
+                    .cloned()
+                    .unwrap_or(Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 })
+            })
+            .collect())
+    }
+
+    fn attempt(&self, hyp: Hypothesis, temperature: f64) -> Attempt {
+        let text = self.tokenizer.decode(&hyp.tokens).trim().to_string();
+        Attempt {
+            avg_logprob: hyp.sum_logprob / (hyp.tokens.len() + 1) as f64,
+            compression_ratio: compression_ratio(&text),
+            text,
+            tokens: hyp.tokens,
+            temperature,
+        }
+    }
+
+    /// Word timings from a teacher-forced pass over the prompt, the text and
+    /// `<|endoftext|>`.
+    fn word_timestamps(
+        &self,
+        cross: &CrossKv,
+        prompt: &[u32],
+        text_tokens: &[u32],
+        content_frames: usize,
+        language: &str,
+    ) -> Result<Vec<Word>> {
+        let c = self.config();
+        let mut tokens: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
+        tokens.extend(text_tokens.iter().map(|&t| t as i64));
+        tokens.push(c.tokens.eot as i64);
+        let rows = tokens.len();
+        let out = self.sessions.decode(&tokens, &KvCache { batch: 1, ..KvCache::default() }, cross, true)?;
+        // Probability of each text token where it was predicted.
+        let v = c.n_vocab;
+        let first_text_row = prompt.len() - 1;
+        let token_probs: Vec<f64> = text_tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let at = (first_text_row + i) * v;
+                // faster-whisper's probabilities are over the text vocabulary.
+                let row = &out.logits[at..at + c.tokens.eot as usize];
+                softmax_prob(row, t as usize)
+            })
+            .collect();
+        let heads = c.alignment_heads.len().max(1);
+        let frames_total = out.alignment.len() / (heads * rows).max(1);
+        let sot_sequence_len = prompt.len() - 1; // without <|notimestamps|>
+        let path = align::token_frame_path(
+            &out.alignment,
+            heads,
+            rows,
+            frames_total,
+            content_frames,
+            sot_sequence_len,
+        );
+        let words = self.tokenizer.split_to_word_tokens(text_tokens, language);
+        let counts: Vec<usize> = words.iter().map(|(_, t)| t.len()).collect();
+        let times = align::word_times(&path, &counts);
+        let mut timed = Vec::with_capacity(words.len());
+        let mut at = 0usize;
+        for ((word, toks), (start, end)) in words.into_iter().zip(times) {
+            let probs = &token_probs[at..at + toks.len()];
+            at += toks.len();
+            timed.push(TimedWord {
+                word,
+                start,
+                end,
+                probability: probs.iter().sum::<f64>() / probs.len().max(1) as f64,
+                tokens: toks.len(),
+            });
+        }
+        text::merge_punctuations(&mut timed);
+        Ok(timed
+            .into_iter()
+            .map(|w| Word {
+                word: w.word,
+                start: round2(w.start),
+                end: round2(w.end),
+                probability: w.probability,
+            })
+            .collect())
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln() + max;
+    logits.iter().map(|&l| l as f64 - lse).collect()
+}
+
+fn softmax_prob(logits: &[f32], index: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits.get(index).map(|&l| (l as f64 - max).exp() / total).unwrap_or(0.0)
+}
+
+/// The `k` largest entries as `(index, value)`, largest first (ties: lower index first).
+fn top_k(values: &[f64], k: usize) -> Vec<(u32, f64)> {
+    let mut best: Vec<(u32, f64)> = Vec::with_capacity(k + 1);
+    for (i, &v) in values.iter().enumerate() {
+        if v == f64::NEG_INFINITY {
+            continue;
+        }
+        if best.len() < k || v > best[best.len() - 1].1 {
+            let pos = best.iter().position(|&(_, b)| v > b).unwrap_or(best.len());
+            best.insert(pos, (i as u32, v));
+            best.truncate(k);
+        }
+    }
+    best
+}
+
+fn sample_softmax(scaled: &[f64], rng: &mut StdRng) -> u32 {
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scaled.iter().map(|&l| (l - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut x = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if *w > 0.0 {
+            if x < *w {
+                return i as u32;
+            }
+            x -= w;
+        }
+    }
+    weights.iter().rposition(|&w| w > 0.0).unwrap_or(0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_largest_in_order() {
+        let v = [0.1, 3.0, f64::NEG_INFINITY, 2.0, 3.0, -1.0];
+        assert_eq!(top_k(&v, 3), vec![(1, 3.0), (4, 3.0), (3, 2.0)]);
+    }
+
+    #[test]
+    fn log_softmax_sums_to_one() {
+        let lp = log_softmax(&[1.0, 2.0, f32::NEG_INFINITY, 0.5]);
+        let total: f64 = lp.iter().map(|l| l.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+        assert_eq!(lp[2], f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn sampling_never_picks_a_suppressed_token() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let scaled = [f64::NEG_INFINITY, 0.0, f64::NEG_INFINITY, 0.0];
+        for _ in 0..200 {
+            let t = sample_softmax(&scaled, &mut rng);
+            assert!(t == 1 || t == 3);
+        }
+    }
+}

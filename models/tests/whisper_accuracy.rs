@@ -1,0 +1,228 @@
+//! Whisper on the same weights as faster-whisper gives the same results: checked
+//! against faster-whisper's own output (`tests/peers/whisper_reference.py`, run by
+//! `scripts/peers.sh`, which `scripts/test.sh` calls), and WER through jiwer.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use speechmill_models::whisper::{DecodeOptions, Precision, Whisper};
+use speechmill_models::{SessionConfig, cache_dir};
+
+fn cache() -> PathBuf {
+    cache_dir().expect("cache dir: run `bash scripts/setup.sh`")
+}
+
+fn reference() -> Value {
+    let path = cache().join("peers/whisper_reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}; run `bash scripts/peers.sh` (scripts/test.sh does)", path.display())
+    });
+    serde_json::from_str(&text).expect("reference json")
+}
+
+fn read_wav(path: &str) -> Vec<f32> {
+    let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let spec = reader.spec();
+    assert_eq!((spec.sample_rate, spec.channels), (16_000, 1), "{path}");
+    reader
+        .samples::<i16>()
+        .map(|s| s.unwrap() as f32 / 32768.0)
+        .collect()
+}
+
+/// A float32 .npy file: (shape, data).
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let (header_len, at) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    };
+    let header = std::str::from_utf8(&bytes[at..at + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data = bytes[at + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (shape, data)
+}
+
+fn model(name: &str, precision: Precision) -> Whisper {
+    let dir = Whisper::resolve(name).unwrap_or_else(|e| panic!("{e}"));
+    Whisper::load(&dir, precision, &SessionConfig::cpu(2)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn clips(reference: &Value) -> Vec<(String, String, String)> {
+    let mut clips: Vec<(String, String, String)> = reference["clips"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                c["path"].as_str().unwrap().to_string(),
+                c["reference"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    clips.sort();
+    clips
+}
+
+/// Corpus WER by jiwer after the reference's normalisation (tests/peers/textnorm.py).
+fn jiwer_wer(references: &[String], hypotheses: &[String]) -> f64 {
+    let python = cache().join("peers-venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/wer.py");
+    let input = serde_json::json!({ "references": references, "hypotheses": hypotheses });
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(input.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run `bash scripts/peers.sh`", python.display()));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn log_mel_matches_faster_whisper_within_1e_3() {
+    let reference = reference();
+    let whisper = model("whisper-tiny.en", Precision::Fp32);
+    let peers = cache().join("peers");
+    for (clip, mel) in reference["mel"].as_object().unwrap() {
+        let audio = read_wav(reference["clips"][clip]["path"].as_str().unwrap());
+        let ours = whisper.log_mel(&audio);
+        let (shape, theirs) = read_npy(&peers.join(mel["features"].as_str().unwrap()));
+        assert_eq!(shape, vec![ours.n_mels, ours.frames], "{clip}");
+        let worst = ours
+            .data
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{clip}: max |diff| {worst}");
+
+        let (shape, theirs) = read_npy(&peers.join(mel["window"].as_str().unwrap()));
+        let mut window = Vec::new();
+        ours.window_into(0, ours.content_frames(), &mut window);
+        assert_eq!(shape, vec![ours.n_mels, 3000]);
+        let worst = window.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{clip} window: max |diff| {worst}");
+    }
+}
+
+fn greedy_tokens_equal(name: &str) {
+    let reference = reference();
+    let whisper = model(name, Precision::Fp32);
+    let greedy = &reference["models"][name]["greedy"]["clips"];
+    let options = DecodeOptions {
+        language: Some("en".into()),
+        beam_size: 1,
+        temperatures: vec![0.0],
+        word_timestamps: false,
+        ..DecodeOptions::default()
+    };
+    let clips = clips(&reference);
+    let audio: Vec<Vec<f32>> = clips.iter().map(|(_, p, _)| read_wav(p)).collect();
+    let refs: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
+    let ours = whisper.transcribe(&refs, &options, 8).unwrap();
+    for ((clip, _, _), t) in clips.iter().zip(&ours) {
+        let theirs: Vec<u32> = greedy[clip]["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(t.tokens, theirs, "{name} {clip}: {:?} vs {:?}", t.text, greedy[clip]["text"]);
+        let lp = greedy[clip]["avg_logprob"].as_f64().unwrap();
+        assert!((t.avg_logprob - lp).abs() < 0.02, "{name} {clip}: avg_logprob {} vs {lp}", t.avg_logprob);
+    }
+}
+
+#[test]
+fn greedy_tokens_equal_faster_whisper_tiny_en() {
+    greedy_tokens_equal("whisper-tiny.en");
+}
+
+#[test]
+fn greedy_tokens_equal_faster_whisper_base() {
+    greedy_tokens_equal("whisper-base");
+}
+
+fn beam5_wer_close(name: &str) {
+    let reference = reference();
+    let whisper = model(name, Precision::Fp32);
+    let options = DecodeOptions {
+        language: Some("en".into()),
+        ..DecodeOptions::default()
+    };
+    let clips = clips(&reference);
+    let audio: Vec<Vec<f32>> = clips.iter().map(|(_, p, _)| read_wav(p)).collect();
+    let refs: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
+    let ours = whisper.transcribe(&refs, &options, 8).unwrap();
+    let references: Vec<String> = clips.iter().map(|(_, _, r)| r.clone()).collect();
+    let hypotheses: Vec<String> = ours.iter().map(|t| t.text.clone()).collect();
+    let ours_wer = jiwer_wer(&references, &hypotheses);
+    let theirs = reference["models"][name]["beam5"]["wer"].as_f64().unwrap();
+    eprintln!("{name} beam 5 WER: ours {ours_wer:.4}, faster-whisper {theirs:.4}");
+    assert!(
+        ours_wer <= theirs + 0.005,
+        "{name}: WER {ours_wer:.4} vs faster-whisper {theirs:.4}: {hypotheses:?}"
+    );
+    // Word timings are inside the clip and in order.
+    for (t, a) in ours.iter().zip(&audio) {
+        let len = a.len() as f64 / 16_000.0;
+        assert!(!t.words.is_empty());
+        for w in t.words.windows(2) {
+            assert!(w[0].start <= w[1].start, "{:?}", t.words);
+        }
+        for w in &t.words {
+            assert!(w.start >= 0.0 && w.end <= len + 0.05 && w.start <= w.end, "{w:?} in {len} s");
+        }
+    }
+}
+
+#[test]
+fn beam5_wer_within_half_a_point_of_faster_whisper_tiny_en() {
+    beam5_wer_close("whisper-tiny.en");
+}
+
+#[test]
+fn beam5_wer_within_half_a_point_of_faster_whisper_base() {
+    beam5_wer_close("whisper-base");
+}
+
+#[test]
+fn base_detects_the_language_of_espeak_speech() {
+    let reference = reference();
+    let whisper = model("whisper-base", Precision::Fp32);
+    let peers = cache().join("peers");
+    let langs = reference["language_id"]["clips"].as_object().unwrap();
+    let mut correct = Vec::new();
+    let mut wrong = Vec::new();
+    for (lang, clip) in langs {
+        let audio = read_wav(peers.join(clip["wav"].as_str().unwrap()).to_str().unwrap());
+        let window = &audio[..audio.len().min(480_000)];
+        let t = whisper
+            .transcribe(&[window], &DecodeOptions { beam_size: 1, word_timestamps: false, ..DecodeOptions::default() }, 1)
+            .unwrap();
+        let theirs = clip["probability"].as_f64().unwrap();
+        if t[0].language == *lang {
+            correct.push(lang.clone());
+            // Same weights, same features: the probability agrees with faster-whisper's.
+            if clip["detected"].as_str() == Some(lang.as_str()) {
+                assert!((t[0].language_prob - theirs).abs() < 0.02, "{lang}: {} vs {theirs}", t[0].language_prob);
+            }
+        } else {
+            wrong.push(format!("{lang}→{}", t[0].language));
+        }
+    }
+    assert!(correct.len() >= 6, "correct {correct:?}, wrong {wrong:?}");
+}

@@ -1,0 +1,166 @@
+//! ingest → segment → asr on real speech with the registry's Whisper models: labels
+//! for speech, silence accounted for, a refresh that reruns only `asr`, and a
+//! missing model named in a one-line error.
+
+mod common;
+
+use common::*;
+
+fn corpus_dag(dir: &std::path::Path, asr_params: &str) -> std::path::PathBuf {
+    write_dag(
+        dir,
+        "corpus.toml",
+        &format!(
+            r#"
+[nodes.ingest]
+stage = "ingest"
+params = {{ paths = ["audio/*"] }}
+
+[nodes.segment]
+stage = "segment"
+inputs = ["ingest"]
+
+[nodes.asr]
+stage = "asr"
+inputs = ["segment"]
+params = {{ {asr_params} }}
+"#
+        ),
+    )
+}
+
+/// Two LibriVox clips, a silent file and a file that is not audio.
+fn corpus_audio(dir: &std::path::Path) {
+    let audio = dir.join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    for clip in ["0880", "0930"] {
+        std::fs::copy(
+            format!("{LIBRIVOX}/sense_and_sensibility_01_austen_64kb-{clip}.wav"),
+            audio.join(format!("{clip}.wav")),
+        )
+        .unwrap();
+    }
+    ffmpeg_make("anullsrc=r=16000:cl=mono", &["-t", "5"], &audio.join("silence.wav"));
+    std::fs::write(audio.join("broken.mp3"), b"this is not an mp3 file at all").unwrap();
+}
+
+#[test]
+fn corpus_labels_speech_and_accounts_for_every_source() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus_audio(dir.path());
+    let dag = corpus_dag(
+        dir.path(),
+        r#"model = "whisper-tiny.en", precision = "int8", beam_size = 1"#,
+    );
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+
+    let rows = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, start_s, end_s, text, language, language_prob, model FROM asr ORDER BY uri, start_s",
+    );
+    assert_eq!(rows[0], "uri,start_s,end_s,text,language,language_prob,model");
+    let text = rows[1..].join("\n").to_lowercase();
+    // Independent reference: the LibriVox transcription shipped with the clips.
+    for word in ["old", "young", "man", "amiable", "himself"] {
+        assert!(text.contains(word), "`{word}` missing from {text}");
+    }
+    assert!(rows[1..].iter().all(|r| r.contains(",en,") && r.ends_with("whisper-tiny.en:int8")));
+
+    // Every source: segmented, or rejected with a reason (silence and the broken file).
+    let sources = sql_number(dir.path(), "store", "SELECT count(*) FROM ingest");
+    let segmented = sql_number(dir.path(), "store", "SELECT count(DISTINCT uri) FROM segment");
+    let rejected = sql_number(dir.path(), "store", "SELECT count(*) FROM segment_rejects");
+    assert_eq!(sources, 4);
+    assert_eq!(segmented + rejected, sources, "segment: in = out + rejected");
+    let silent = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT reason FROM segment_rejects WHERE uri LIKE '%silence.wav'",
+    );
+    assert!(silent[1].starts_with("no_speech"), "{silent:?}");
+    assert_eq!(
+        sql_number(dir.path(), "store", "SELECT count(*) FROM asr WHERE uri LIKE '%silence.wav'"),
+        0
+    );
+    // Every segment: labelled or rejected.
+    let segments = sql_number(dir.path(), "store", "SELECT count(*) FROM segment");
+    let labelled = sql_number(dir.path(), "store", "SELECT count(*) FROM asr");
+    let asr_rejected = sql_number(dir.path(), "store", "SELECT count(*) FROM asr_rejects");
+    assert_eq!(labelled + asr_rejected, segments, "asr: in = out + rejected");
+
+    // Word timings lie inside their segment.
+    let outside = sql_number(
+        dir.path(),
+        "store",
+        "SELECT count(*) FROM (SELECT start_s, end_s, unnest(words) AS w FROM asr)
+         WHERE w['start_s'] < start_s - 0.05 OR w['end_s'] > end_s + 0.05",
+    );
+    assert_eq!(outside, 0);
+
+    let report = ok(speechmill(dir.path()).args(["inspect", "--store", "store"]));
+    assert!(report.contains("no_speech"), "{report}");
+}
+
+#[test]
+fn refresh_with_another_model_reruns_only_asr() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus_audio(dir.path());
+    let dag = corpus_dag(
+        dir.path(),
+        r#"model = "whisper-tiny.en", precision = "int8", beam_size = 1"#,
+    );
+    let dag = dag.to_str().unwrap();
+    ok(speechmill(dir.path()).args(["run", dag, "--store", "store", "--until", "segment"]));
+
+    let refresh = [
+        "--store",
+        "store",
+        "--set",
+        "asr.model=whisper-base",
+        "--set",
+        "asr.language=en",
+    ];
+    let plan = ok(speechmill(dir.path()).args(["plan", dag]).args(refresh));
+    let line = |node: &str| {
+        plan.lines()
+            .find(|l| l.split_whitespace().any(|w| w == node))
+            .unwrap_or_else(|| panic!("{node} missing from plan:\n{plan}"))
+            .to_string()
+    };
+    assert!(line("ingest").contains("cached"), "{plan}");
+    assert!(line("segment").contains("cached"), "{plan}");
+    assert!(line("asr").contains("to-run") || line("asr").contains("to run"), "{plan}");
+
+    let run = ok(speechmill(dir.path()).args(["run", dag]).args(refresh));
+    assert!(run.contains("asr"), "{run}");
+    let models = sql_csv(dir.path(), "store", "SELECT DISTINCT model FROM asr");
+    assert_eq!(models[1..], ["whisper-base:int8".to_string()]);
+}
+
+#[test]
+fn a_missing_asr_model_is_a_one_line_error_naming_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus_audio(dir.path());
+    let dag = corpus_dag(dir.path(), r#"model = "whisper-large-v9""#);
+    let out = output(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("whisper-large-v9") && err.contains("setup.sh"), "{err}");
+}
+
+#[test]
+fn shipped_corpus_and_refresh_dags_plan() {
+    let root = repo_root();
+    let store = tempfile::tempdir().unwrap();
+    let store = store.path().join("store");
+    for dag in ["dags/corpus.toml", "dags/refresh.toml", "dags/demo.toml"] {
+        let plan = ok(speechmill(&root).args(["plan", dag, "--store", store.to_str().unwrap()]));
+        for node in ["ingest", "asr"] {
+            if dag != "dags/demo.toml" || node == "ingest" {
+                assert!(plan.contains(node), "{dag}: {plan}");
+            }
+        }
+    }
+}
