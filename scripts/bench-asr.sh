@@ -44,15 +44,18 @@ run_faster_whisper() {
 }
 
 # ------------------------------------------------------------------ speechmill
-# TODO(speechmill ASR): time speechmill's Whisper here on the files of
-# $BENCH/manifest.json, for each model in $MODELS ($CACHE/models/whisper-<model>/) and
-# compute type in $COMPUTE (int8 = decoder_int8.onnx), 2 threads, and write
-# $BENCH/results-speechmill.json in the schema of results-faster-whisper.json
-# ("results": [{"tool": "speechmill", "model", "compute_type", "load_s", "transcribe_s",
-# "audio_s", "speed", "wer", ...}]). Score WER with tests/peers/textnorm.py (wer()).
+# tests/peers/bench_speechmill.py: `speechmill run dags/corpus.toml` per model and compute
+# type (asr.language=en, asr.threads=2, beam 5), the whole process timed (crawl, decode,
+# VAD, model load included); then the VAD alone (`--until segment`) against
+# faster-whisper's Silero VAD, per CPU second. The binary is the dev profile, whose
+# dependencies and our stages/models crates are built with opt-level 3 (Cargo.toml).
 run_speechmill() {
-  rm -f "$BENCH/results-speechmill.json"
-  echo "speechmill: n/a (not wired up yet)" >&2
+  echo "building speechmill..." >&2
+  cargo build --bin speechmill >&2
+  "$PEERS_PY" tests/peers/bench_speechmill.py asr --bin "$REPO/target/debug/speechmill" --cache "$CACHE" \
+    --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-speechmill.json"
+  "$PEERS_PY" tests/peers/bench_speechmill.py vad --bin "$REPO/target/debug/speechmill" --cache "$CACHE" \
+    --json "$BENCH/vad-results.json"
 }
 
 run_faster_whisper
@@ -75,8 +78,18 @@ print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'spee
 print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 11}|{'-' * 8}|")
 for r in sorted(rows, key=lambda r: (r["model"], r["compute_type"], r["tool"])):
     cpu = f"{r['cpu_speed']:9.2f}" if r.get("cpu_speed") else f"{'n/a':>9s}"
-    print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {r['load_s']:6.2f} | "
+    load = f"{r['load_s']:6.2f}" if r.get("load_s") is not None else f"{'incl.':>6s}"
+    print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {load} | "
           f"{r['speed']:6.2f} | {cpu} | {r['wer']:6.3f} |")
-if not any(r["tool"] == "speechmill" for r in rows):
-    print(f"| speechmill     | n/a     | n/a     |    n/a |    n/a | {'n/a':>9s} |    n/a |")
+print("speechmill's time is its whole process (crawl, decode, VAD, model load: 'incl.').")
+vad = os.path.join(bench, "vad-results.json")
+if os.path.exists(vad):
+    with open(vad) as f:
+        rows = json.load(f)["results"]
+    print()
+    print("VAD per core (audio seconds per CPU second):")
+    print(f"| {'tool':14s} | {'per CPU s':>9s} | {'speed':>7s} | {'segments':>8s} | what")
+    print(f"|{'-' * 16}|{'-' * 11}|{'-' * 9}|{'-' * 10}|------")
+    for r in rows:
+        print(f"| {r['tool']:14s} | {r['cpu_speed']:9.1f} | {r['speed']:7.1f} | {r['segments']:8d} | {r['what']}")
 PY

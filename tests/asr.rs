@@ -40,7 +40,11 @@ fn corpus_audio(dir: &std::path::Path) {
         )
         .unwrap();
     }
-    ffmpeg_make("anullsrc=r=16000:cl=mono", &["-t", "5"], &audio.join("silence.wav"));
+    ffmpeg_make(
+        "anullsrc=r=16000:cl=mono",
+        &["-t", "5"],
+        &audio.join("silence.wav"),
+    );
     std::fs::write(audio.join("broken.mp3"), b"this is not an mp3 file at all").unwrap();
 }
 
@@ -59,20 +63,35 @@ fn corpus_labels_speech_and_accounts_for_every_source() {
         "store",
         "SELECT uri, start_s, end_s, text, language, language_prob, model FROM asr ORDER BY uri, start_s",
     );
-    assert_eq!(rows[0], "uri,start_s,end_s,text,language,language_prob,model");
+    assert_eq!(
+        rows[0],
+        "uri,start_s,end_s,text,language,language_prob,model"
+    );
     let text = rows[1..].join("\n").to_lowercase();
     // Independent reference: the LibriVox transcription shipped with the clips.
     for word in ["old", "young", "man", "amiable", "himself"] {
         assert!(text.contains(word), "`{word}` missing from {text}");
     }
-    assert!(rows[1..].iter().all(|r| r.contains(",en,") && r.ends_with("whisper-tiny.en:int8")));
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.contains(",en,") && r.ends_with("whisper-tiny.en:int8"))
+    );
 
     // Every source: segmented, or rejected with a reason (silence and the broken file).
     let sources = sql_number(dir.path(), "store", "SELECT count(*) FROM ingest");
-    let segmented = sql_number(dir.path(), "store", "SELECT count(DISTINCT uri) FROM segment");
+    let segmented = sql_number(
+        dir.path(),
+        "store",
+        "SELECT count(DISTINCT uri) FROM segment",
+    );
     let rejected = sql_number(dir.path(), "store", "SELECT count(*) FROM segment_rejects");
     assert_eq!(sources, 4);
-    assert_eq!(segmented + rejected, sources, "segment: in = out + rejected");
+    assert_eq!(
+        segmented + rejected,
+        sources,
+        "segment: in = out + rejected"
+    );
     let silent = sql_csv(
         dir.path(),
         "store",
@@ -80,14 +99,22 @@ fn corpus_labels_speech_and_accounts_for_every_source() {
     );
     assert!(silent[1].starts_with("no_speech"), "{silent:?}");
     assert_eq!(
-        sql_number(dir.path(), "store", "SELECT count(*) FROM asr WHERE uri LIKE '%silence.wav'"),
+        sql_number(
+            dir.path(),
+            "store",
+            "SELECT count(*) FROM asr WHERE uri LIKE '%silence.wav'"
+        ),
         0
     );
     // Every segment: labelled or rejected.
     let segments = sql_number(dir.path(), "store", "SELECT count(*) FROM segment");
     let labelled = sql_number(dir.path(), "store", "SELECT count(*) FROM asr");
     let asr_rejected = sql_number(dir.path(), "store", "SELECT count(*) FROM asr_rejects");
-    assert_eq!(labelled + asr_rejected, segments, "asr: in = out + rejected");
+    assert_eq!(
+        labelled + asr_rejected,
+        segments,
+        "asr: in = out + rejected"
+    );
 
     // Word timings lie inside their segment.
     let outside = sql_number(
@@ -130,7 +157,10 @@ fn refresh_with_another_model_reruns_only_asr() {
     };
     assert!(line("ingest").contains("cached"), "{plan}");
     assert!(line("segment").contains("cached"), "{plan}");
-    assert!(line("asr").contains("to-run") || line("asr").contains("to run"), "{plan}");
+    assert!(
+        line("asr").contains("to-run") || line("asr").contains("to run"),
+        "{plan}"
+    );
 
     let run = ok(speechmill(dir.path()).args(["run", dag]).args(refresh));
     assert!(run.contains("asr"), "{run}");
@@ -143,11 +173,15 @@ fn a_missing_asr_model_is_a_one_line_error_naming_setup() {
     let dir = tempfile::tempdir().unwrap();
     corpus_audio(dir.path());
     let dag = corpus_dag(dir.path(), r#"model = "whisper-large-v9""#);
-    let out = output(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    let out =
+        output(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
     assert!(!out.status.success());
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("whisper-large-v9") && err.contains("setup.sh"), "{err}");
+    assert!(
+        err.contains("whisper-large-v9") && err.contains("setup.sh"),
+        "{err}"
+    );
 }
 
 #[test]

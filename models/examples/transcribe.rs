@@ -41,9 +41,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t.temperature,
             t.text,
             t.tokens,
-            t.words.iter().map(|w| format!("{}@{:.2}-{:.2}", w.word, w.start, w.end)).collect::<Vec<_>>()
+            t.words
+                .iter()
+                .map(|w| format!("{}@{:.2}-{:.2}", w.word, w.start, w.end))
+                .collect::<Vec<_>>()
         );
     }
-    eprintln!("{secs:.1} s of audio in {:.2} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{secs:.1} s of audio in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

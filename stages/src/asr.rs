@@ -122,7 +122,9 @@ impl Params {
         if self.batch_size == 0 {
             return Err("parameter `batch_size`: must be at least 1".into());
         }
-        if self.temperatures.is_empty() || self.temperatures.iter().any(|t| !(0.0..=2.0).contains(t)) {
+        if self.temperatures.is_empty()
+            || self.temperatures.iter().any(|t| !(0.0..=2.0).contains(t))
+        {
             return Err("parameter `temperatures`: a non-empty list of values in [0, 2]".into());
         }
         if self.language.is_empty() {
@@ -204,7 +206,11 @@ impl ConfiguredStage for ConfiguredAsr {
     }
 
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
-        let precision: Precision = self.params.precision.parse().map_err(|e| Error::node(&cx.node, e))?;
+        let precision: Precision = self
+            .params
+            .precision
+            .parse()
+            .map_err(|e| Error::node(&cx.node, e))?;
         let dir = Whisper::resolve(&self.params.model).map_err(|e| Error::node(&cx.node, e))?;
         let sha = Whisper::files_sha256(&dir, precision).map_err(|e| Error::node(&cx.node, e))?;
         Ok(serde_json::json!({ "model_files": sha }))
@@ -228,13 +234,21 @@ impl ConfiguredStage for ConfiguredAsr {
             if !columns.iter().any(|c| c == needed) {
                 return Err(Error::node(
                     &cx.node,
-                    format!("asr needs an input with column `{needed}` (the `segment` stage's output); it has {}", columns.join(", ")),
+                    format!(
+                        "asr needs an input with column `{needed}` (the `segment` stage's output); it has {}",
+                        columns.join(", ")
+                    ),
                 ));
             }
         }
         let config = serde_json::to_string(&self.params).map_err(|e| Error::node(&cx.node, e))?;
-        cx.session.register_table("__asr_input", input.into_view())?;
-        let order = if columns.iter().any(|c| c == "uri") { "ORDER BY uri, start_s" } else { "ORDER BY start_s" };
+        cx.session
+            .register_table("__asr_input", input.into_view())?;
+        let order = if columns.iter().any(|c| c == "uri") {
+            "ORDER BY uri, start_s"
+        } else {
+            "ORDER BY start_s"
+        };
         let df = cx
             .session
             .sql(&format!(
@@ -335,7 +349,8 @@ impl ScalarUDFImpl for AsrUdf {
             intra_threads: params.threads(),
             device,
         };
-        let whisper = Whisper::shared(&dir, precision, &session).map_err(|e| fail(e.to_string()))?;
+        let whisper =
+            Whisper::shared(&dir, precision, &session).map_err(|e| fail(e.to_string()))?;
 
         // Segments Whisper can take go to the model together; the rest get a reason.
         let mut outcome: Vec<Option<Labelled>> = vec![None; rows];
@@ -369,7 +384,10 @@ impl ScalarUDFImpl for AsrUdf {
             .map_err(|e| fail(e.to_string()))?;
         for ((i, _), t) in samples.iter().zip(transcripts) {
             outcome[*i] = Some(if t.no_speech {
-                Err(format!("no_speech: no-speech probability {:.2}", t.no_speech_prob))
+                Err(format!(
+                    "no_speech: no-speech probability {:.2}",
+                    t.no_speech_prob
+                ))
             } else {
                 Ok(t)
             });
@@ -393,7 +411,11 @@ fn build_output(
     let mut offsets = vec![0i32];
     let mut list_valid = Vec::with_capacity(n);
     for (i, o) in outcome.into_iter().enumerate() {
-        let offset = if starts.is_null(i) { 0.0 } else { starts.value(i) };
+        let offset = if starts.is_null(i) {
+            0.0
+        } else {
+            starts.value(i)
+        };
         match o.unwrap_or_else(|| Err("not labelled".into())) {
             Ok(t) => {
                 text.push(Some(t.text));
@@ -437,7 +459,11 @@ fn build_output(
         None,
     )?;
     let words = ListArray::try_new(
-        Arc::new(Field::new("item", DataType::Struct(AsrUdf::word_fields()), true)),
+        Arc::new(Field::new(
+            "item",
+            DataType::Struct(AsrUdf::word_fields()),
+            true,
+        )),
         OffsetBuffer::new(offsets.into()),
         Arc::new(words_struct),
         Some(BooleanArray::from(list_valid).values().clone().into()),
@@ -496,7 +522,9 @@ mod tests {
 
     #[test]
     fn speed_settings_do_not_change_the_fingerprint_params() {
-        let a = configure("threads = 1\nbatch_size = 2").unwrap().params_json();
+        let a = configure("threads = 1\nbatch_size = 2")
+            .unwrap()
+            .params_json();
         let b = configure("threads = 4").unwrap().params_json();
         assert_eq!(a, b);
         let c = configure("beam_size = 1").unwrap().params_json();

@@ -7,10 +7,12 @@
 //! assert!(registry.get("ingest").is_some());
 //! ```
 
+pub mod asr;
 pub mod audio;
 mod blob;
 pub mod decode;
 pub mod ingest;
+pub mod segment;
 mod udf;
 
 use std::sync::Arc;
@@ -22,5 +24,7 @@ pub fn builtin_registry() -> StageRegistry {
     let mut registry = StageRegistry::new();
     registry.register(Arc::new(ingest::IngestStage));
     registry.register(Arc::new(decode::DecodeStage));
+    registry.register(Arc::new(segment::SegmentStage));
+    registry.register(Arc::new(asr::AsrStage));
     registry
 }

@@ -62,7 +62,7 @@ impl WhisperConfig {
                 path: path.to_path_buf(),
                 message: format!("not a speechmill whisper.json: {e}"),
             })?;
-        if config.d_model % config.n_heads.max(1) != 0 || config.n_heads == 0 {
+        if config.n_heads == 0 || !config.d_model.is_multiple_of(config.n_heads) {
             return Err(ModelError::ModelLoad {
                 path: path.to_path_buf(),
                 message: format!(

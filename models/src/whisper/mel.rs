@@ -222,7 +222,10 @@ mod tests {
         let f = mel_filters(80);
         assert!(f.iter().all(|&w| w >= 0.0));
         for m in 0..80 {
-            assert!(f[m * N_BINS..(m + 1) * N_BINS].iter().any(|&w| w > 0.0), "band {m} empty");
+            assert!(
+                f[m * N_BINS..(m + 1) * N_BINS].iter().any(|&w| w > 0.0),
+                "band {m} empty"
+            );
         }
     }
 

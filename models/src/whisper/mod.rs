@@ -129,7 +129,9 @@ pub struct Whisper {
 
 impl std::fmt::Debug for Whisper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Whisper").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Whisper")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -170,8 +172,12 @@ impl Whisper {
             Precision::Int8 => "decoder_int8.onnx",
         };
         let mel = MelExtractor::new(config.n_mels);
-        let sessions =
-            WhisperSessions::load(config, &dir.join("encoder.onnx"), &dir.join(decoder), session)?;
+        let sessions = WhisperSessions::load(
+            config,
+            &dir.join("encoder.onnx"),
+            &dir.join(decoder),
+            session,
+        )?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -245,7 +251,11 @@ impl Whisper {
         Ok(out)
     }
 
-    fn transcribe_batch(&self, segments: &[&[f32]], options: &DecodeOptions) -> Result<Vec<Transcript>> {
+    fn transcribe_batch(
+        &self,
+        segments: &[&[f32]],
+        options: &DecodeOptions,
+    ) -> Result<Vec<Transcript>> {
         let c = self.config();
         if let Some(i) = segments.iter().position(|s| s.len() > WINDOW_SAMPLES) {
             return Err(ModelError::InvalidInput(format!(
@@ -294,11 +304,17 @@ impl Whisper {
             let rows: Vec<usize> = pending.clone();
             // Each window's cross-attention tensors are repeated once per beam (or
             // sample): decode a few windows at a time to bound that memory.
-            let width = if temperature <= 0.0 { options.beam_size } else { options.best_of }.max(1);
+            let width = if temperature <= 0.0 {
+                options.beam_size
+            } else {
+                options.best_of
+            }
+            .max(1);
             let mut results = Vec::with_capacity(rows.len());
             for group in rows.chunks((MAX_DECODER_ROWS / width).max(1)) {
                 let sub_cross = self.sessions.select_cross(&cross, group);
-                let sub_prompts: Vec<Vec<u32>> = group.iter().map(|&r| prompts[r].clone()).collect();
+                let sub_prompts: Vec<Vec<u32>> =
+                    group.iter().map(|&r| prompts[r].clone()).collect();
                 results.extend(if temperature <= 0.0 {
                     self.beam_search(&sub_cross, &sub_prompts, width, options.patience)?
                 } else {
@@ -319,7 +335,8 @@ impl Whisper {
                 {
                     needs_fallback = true;
                 }
-                if let (Some(ns), Some(lp)) = (options.no_speech_threshold, options.log_prob_threshold)
+                if let (Some(ns), Some(lp)) =
+                    (options.no_speech_threshold, options.log_prob_threshold)
                     && no_speech[row] > ns
                     && attempt.avg_logprob < lp
                 {
@@ -346,7 +363,11 @@ impl Whisper {
                         .is_none_or(|t| a.compression_ratio <= t)
                 })
                 .collect();
-            let pool: Vec<&Attempt> = if below.is_empty() { attempts.iter().collect() } else { below };
+            let pool: Vec<&Attempt> = if below.is_empty() {
+                attempts.iter().collect()
+            } else {
+                below
+            };
             best[row] = pool
                 .into_iter()
                 .max_by(|a, b| a.avg_logprob.total_cmp(&b.avg_logprob))
@@ -369,13 +390,27 @@ impl Whisper {
             );
             let words = if options.word_timestamps && !silent && !attempt.tokens.is_empty() {
                 let one = self.sessions.select_cross(&cross, &[row]);
-                self.word_timestamps(&one, &prompts[row], &attempt.tokens, content_frames[row], language)?
+                self.word_timestamps(
+                    &one,
+                    &prompts[row],
+                    &attempt.tokens,
+                    content_frames[row],
+                    language,
+                )?
             } else {
                 Vec::new()
             };
             transcripts.push(Transcript {
-                text: if silent { String::new() } else { attempt.text.clone() },
-                tokens: if silent { Vec::new() } else { attempt.tokens.clone() },
+                text: if silent {
+                    String::new()
+                } else {
+                    attempt.text.clone()
+                },
+                tokens: if silent {
+                    Vec::new()
+                } else {
+                    attempt.tokens.clone()
+                },
                 language: language.clone(),
                 language_prob,
                 avg_logprob: attempt.avg_logprob,
@@ -406,7 +441,11 @@ impl Whisper {
     }
 
     /// `(language token, code, probability)`.
-    fn pick_language(&self, logits: &[f32], options: &DecodeOptions) -> Result<(Option<u32>, String, f64)> {
+    fn pick_language(
+        &self,
+        logits: &[f32],
+        options: &DecodeOptions,
+    ) -> Result<(Option<u32>, String, f64)> {
         let c = self.config();
         if !c.multilingual {
             return Ok((None, "en".to_string(), 1.0));
@@ -426,12 +465,18 @@ impl Whisper {
             .values()
             .map(|&t| logits[t as usize] as f64)
             .fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = c.languages.values().map(|&t| (logits[t as usize] as f64 - max).exp()).sum();
+        let total: f64 = c
+            .languages
+            .values()
+            .map(|&t| (logits[t as usize] as f64 - max).exp())
+            .sum();
         let (code, token) = c
             .languages
             .iter()
             .max_by(|a, b| logits[*a.1 as usize].total_cmp(&logits[*b.1 as usize]))
-            .ok_or_else(|| ModelError::InvalidConfig("multilingual model without languages".into()))?;
+            .ok_or_else(|| {
+                ModelError::InvalidConfig("multilingual model without languages".into())
+            })?;
         let prob = (logits[*token as usize] as f64 - max).exp() / total;
         Ok((Some(*token), code.clone(), prob))
     }
@@ -463,7 +508,15 @@ impl Whisper {
                 *v = f32::NEG_INFINITY;
             }
         }
-        for s in [t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech, t.no_timestamps] {
+        for s in [
+            t.transcribe,
+            t.translate,
+            t.sot,
+            t.sot_prev,
+            t.sot_lm,
+            t.no_speech,
+            t.no_timestamps,
+        ] {
             if let Some(v) = logits.get_mut(s as usize) {
                 *v = f32::NEG_INFINITY;
             }
@@ -505,16 +558,24 @@ impl Whisper {
         let max_candidates = ((beam as f64 * patience).round() as usize).max(1);
         let prompt_len = prompts[0].len();
         if prompts.iter().any(|p| p.len() != prompt_len) {
-            return Err(ModelError::InvalidInput("prompts of one batch differ in length".into()));
+            return Err(ModelError::InvalidInput(
+                "prompts of one batch differ in length".into(),
+            ));
         }
         let max_new = self.max_new_tokens(prompt_len);
         // Live hypotheses, `beam` per window, in row order.
         let mut live: Vec<Hypothesis> = (0..n * beam)
-            .map(|_| Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 })
+            .map(|_| Hypothesis {
+                tokens: Vec::new(),
+                sum_logprob: 0.0,
+            })
             .collect();
         let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
         let mut done = vec![false; n];
-        let mut cache = KvCache { batch: n * beam, ..KvCache::default() };
+        let mut cache = KvCache {
+            batch: n * beam,
+            ..KvCache::default()
+        };
         let mut input: Vec<i64> = rows
             .iter()
             .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
@@ -546,11 +607,17 @@ impl Whisper {
                 let mut new_finished = Vec::new();
                 for (score, r, tok) in candidates {
                     if tok == eot {
-                        new_finished.push(Hypothesis { tokens: live[r].tokens.clone(), sum_logprob: score });
+                        new_finished.push(Hypothesis {
+                            tokens: live[r].tokens.clone(),
+                            sum_logprob: score,
+                        });
                     } else {
                         let mut tokens = live[r].tokens.clone();
                         tokens.push(tok);
-                        next_live.push(Hypothesis { tokens, sum_logprob: score });
+                        next_live.push(Hypothesis {
+                            tokens,
+                            sum_logprob: score,
+                        });
                         next_tokens.push(tok as i64);
                         sources.push(r);
                         saved += 1;
@@ -580,7 +647,11 @@ impl Whisper {
                 break;
             }
             let identity = sources.iter().enumerate().all(|(i, &r)| i == r);
-            cache = if identity { out.cache } else { self.sessions.select_cache(&out.cache, &sources) };
+            cache = if identity {
+                out.cache
+            } else {
+                self.sessions.select_cache(&out.cache, &sources)
+            };
             live = next_live;
             input = next_tokens;
         }
@@ -598,7 +669,10 @@ impl Whisper {
                     let sb = b.sum_logprob / b.tokens.len().max(1) as f64;
                     sa.total_cmp(&sb)
                 })
-                .unwrap_or(Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 });
+                .unwrap_or(Hypothesis {
+                    tokens: Vec::new(),
+                    sum_logprob: 0.0,
+                });
             best.push(pick);
         }
         Ok(best)
@@ -617,14 +691,22 @@ impl Whisper {
         let c = self.config();
         let eot = c.tokens.eot;
         let n = cross.batch;
-        let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, best_of)).collect();
+        let rows: Vec<usize> = (0..n)
+            .flat_map(|i| std::iter::repeat_n(i, best_of))
+            .collect();
         let cross = self.sessions.select_cross(cross, &rows);
         let max_new = self.max_new_tokens(prompts[0].len());
         let mut hyps: Vec<Hypothesis> = (0..rows.len())
-            .map(|_| Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 })
+            .map(|_| Hypothesis {
+                tokens: Vec::new(),
+                sum_logprob: 0.0,
+            })
             .collect();
         let mut finished = vec![false; rows.len()];
-        let mut cache = KvCache { batch: rows.len(), ..KvCache::default() };
+        let mut cache = KvCache {
+            batch: rows.len(),
+            ..KvCache::default()
+        };
         let mut input: Vec<i64> = rows
             .iter()
             .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
@@ -669,7 +751,10 @@ impl Whisper {
                         sa.total_cmp(&sb)
                     })
                     .cloned()
-                    .unwrap_or(Hypothesis { tokens: Vec::new(), sum_logprob: 0.0 })
+                    .unwrap_or(Hypothesis {
+                        tokens: Vec::new(),
+                        sum_logprob: 0.0,
+                    })
             })
             .collect())
     }
@@ -700,7 +785,15 @@ impl Whisper {
         tokens.extend(text_tokens.iter().map(|&t| t as i64));
         tokens.push(c.tokens.eot as i64);
         let rows = tokens.len();
-        let out = self.sessions.decode(&tokens, &KvCache { batch: 1, ..KvCache::default() }, cross, true)?;
+        let out = self.sessions.decode(
+            &tokens,
+            &KvCache {
+                batch: 1,
+                ..KvCache::default()
+            },
+            cross,
+            true,
+        )?;
         // Probability of each text token where it was predicted.
         let v = c.n_vocab;
         let first_text_row = prompt.len() - 1;
@@ -760,14 +853,22 @@ fn round2(x: f64) -> f64 {
 
 fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln() + max;
+    let lse = logits
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
     logits.iter().map(|&l| l as f64 - lse).collect()
 }
 
 fn softmax_prob(logits: &[f32], index: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits.get(index).map(|&l| (l as f64 - max).exp() / total).unwrap_or(0.0)
+    logits
+        .get(index)
+        .map(|&l| (l as f64 - max).exp() / total)
+        .unwrap_or(0.0)
 }
 
 /// The `k` largest entries as `(index, value)`, largest first (ties: lower index first).

@@ -68,7 +68,12 @@ impl WhisperSessions {
             &decoder,
             decoder_path,
             &["tokens", "past_self_k", "past_self_v", "cross_k", "cross_v"],
-            &["logits", "present_self_k", "present_self_v", "alignment_attn"],
+            &[
+                "logits",
+                "present_self_k",
+                "present_self_v",
+                "alignment_attn",
+            ],
         )?;
         Ok(WhisperSessions {
             config,
@@ -253,6 +258,9 @@ mod tests {
         // L=2, B=2, row=2
         let data = vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0];
         let out = gather_rows(&data, 2, 2, 2, &[1, 1, 0]);
-        assert_eq!(out, vec![2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0]);
+        assert_eq!(
+            out,
+            vec![2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0]
+        );
     }
 }

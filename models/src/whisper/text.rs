@@ -89,7 +89,8 @@ impl WhisperTokenizer {
             let special = sub_tokens.first().is_some_and(|&t| t >= self.eot);
             let with_space = sub.starts_with(' ');
             let trimmed = sub.trim();
-            let punctuation = !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_punctuation());
+            let punctuation =
+                !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_punctuation());
             match words.last_mut() {
                 Some(last) if !(special || with_space || punctuation) => {
                     last.0.push_str(&sub);
@@ -195,7 +196,13 @@ mod tests {
 
     #[test]
     fn punctuation_joins_its_neighbours() {
-        let mut words = vec![word(" \""), word(" Hello"), word(","), word(" world"), word(".")];
+        let mut words = vec![
+            word(" \""),
+            word(" Hello"),
+            word(","),
+            word(" world"),
+            word("."),
+        ];
         merge_punctuations(&mut words);
         let text: Vec<&str> = words.iter().map(|w| w.word.as_str()).collect();
         assert_eq!(text, vec![" \" Hello,", " world."]);

@@ -192,7 +192,7 @@ pub fn decode_file_to_s16le(
 
 /// Rounds to the nearest 16-bit value, saturating at full scale.
 #[inline]
-fn f32_to_s16(sample: f32) -> i16 {
+pub(crate) fn f32_to_s16(sample: f32) -> i16 {
     let scaled = sample * 32768.0;
     // `as` saturates (and maps NaN to 0); adding ±0.5 rounds half away from zero.
     (scaled + if scaled >= 0.0 { 0.5 } else { -0.5 }) as i16
