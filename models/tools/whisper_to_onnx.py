@@ -19,8 +19,10 @@ decoder.onnx  (one step of the text decoder with a self-attention cache)
   in   tokens          int64   [B, T]               the new tokens (the prompt at first)
        past_self_k     float32 [L, B, H, P, dh]     self-attention cache, P = 0 at first
        past_self_v     float32 [L, B, H, P, dh]
-       cross_k         float32 [L, B, H, dh, S]     from the encoder
-       cross_v         float32 [L, B, H, S, dh]
+       cross_k_0 …     float32 [B, H, dh, S]        layer l's slice of the encoder's cross_k,
+       cross_k_{L-1}                                one input per layer: slicing a stacked
+       cross_v_0 …     float32 [B, H, S, dh]        input inside the graph would copy it at
+       cross_v_{L-1}                                every step (the runtime passes views)
   out  logits          float32 [B, T, n_vocab]      unnormalised, every new position
        present_self_k  float32 [L, B, H, P+T, dh]   past with the new tokens appended
        present_self_v  float32 [L, B, H, P+T, dh]
@@ -36,7 +38,7 @@ decoder_int8.onnx  (with --int8) decoder.onnx with its weight MatMul/Gemm dynami
 tokenizer.json  copied from CT2_DIR (text <-> ids for the Rust side).
 
 whisper.json  everything the runtime needs, so it never reads the checkpoint:
-  format             1
+  format             2
   source             {"dir", "model_bin_sha256", "spec", "revision", "binary_version",
                       "weight_dtype"}
   n_mels, n_audio_ctx, n_text_ctx, d_model, n_heads, n_enc_layers, n_dec_layers, n_vocab
@@ -81,7 +83,7 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ct2_reader import Ct2Model  # noqa: E402
 
-FORMAT = 1
+FORMAT = 2
 LAYOUT = "whisper-v1"
 OPSET = 17
 IR_VERSION = 8
@@ -423,8 +425,8 @@ def build_decoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
         h = g.layer_norm(x, p + "/layer_norm")
         q = g.linear(h, p + "/linear_0", scale_rows=D, scale=dh ** -0.5)
         q = g.op("Transpose", [g.op("Reshape", [q, g.const([0, 0, H, dh])])], perm=[0, 2, 1, 3])
-        probs = g.op("Softmax", [g.op("MatMul", [q, g.op("Gather", ["cross_k", li], axis=0)])], axis=-1)  # [B,H,T,S]
-        a = g.op("MatMul", [probs, g.op("Gather", ["cross_v", li], axis=0)])
+        probs = g.op("Softmax", [g.op("MatMul", [q, f"cross_k_{l}"])], axis=-1)  # [B,H,T,S]
+        a = g.op("MatMul", [probs, f"cross_v_{l}"])
         x = g.op("Add", [x, g.linear(g.merge_heads(a, D), p + "/linear_2")])
         if l in align_by_layer:
             align_parts.append(g.op("Gather", [probs, g.const(align_by_layer[l])], axis=1))
@@ -458,8 +460,8 @@ def build_decoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
     inputs = [helper.make_tensor_value_info("tokens", i64, ["batch", "T"]),
               helper.make_tensor_value_info("past_self_k", f32, [L, "batch", H, "past", dh]),
               helper.make_tensor_value_info("past_self_v", f32, [L, "batch", H, "past", dh]),
-              helper.make_tensor_value_info("cross_k", f32, [L, "batch", H, dh, S]),
-              helper.make_tensor_value_info("cross_v", f32, [L, "batch", H, S, dh])]
+              *[helper.make_tensor_value_info(f"cross_k_{l}", f32, ["batch", H, dh, S]) for l in range(L)],
+              *[helper.make_tensor_value_info(f"cross_v_{l}", f32, ["batch", H, S, dh]) for l in range(L)]]
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "T", V]),
                helper.make_tensor_value_info("present_self_k", f32, [L, "batch", H, "total", dh]),
                helper.make_tensor_value_info("present_self_v", f32, [L, "batch", H, "total", dh]),

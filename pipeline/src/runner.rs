@@ -266,6 +266,14 @@ pub fn new_session(
     let mut config = SessionConfig::new()
         .with_target_partitions(cores)
         .with_information_schema(true);
+    // Stages read several fields of one struct-returning UDF call (`f(x)['a'],
+    // f(x)['b']`). Leaf-expression pushdown inlines the call into every field access,
+    // so an ASR or decode UDF would run once per field (apache/datafusion#23655,
+    // #24678): it stays off.
+    config
+        .options_mut()
+        .optimizer
+        .enable_leaf_expression_pushdown = false;
     if let Some(rows) = batch_rows {
         config = config.with_batch_size(rows.max(1));
     }
@@ -455,4 +463,93 @@ pub fn batch_audio_seconds(batch: &RecordBatch) -> Option<f64> {
             .filter_map(|(s, e)| Some(e? - s?))
             .sum(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StructArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Fields};
+    use datafusion::logical_expr::{
+        ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    };
+
+    use super::*;
+
+    /// `counted(x)` = `{a: x, b: x}`, counting the rows it is called on.
+    #[derive(Debug)]
+    struct Counted {
+        signature: Signature,
+        rows: Arc<AtomicUsize>,
+    }
+
+    impl PartialEq for Counted {
+        fn eq(&self, _: &Self) -> bool {
+            true
+        }
+    }
+    impl Eq for Counted {}
+    impl std::hash::Hash for Counted {
+        fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+    }
+
+    fn fields() -> Fields {
+        Fields::from(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ])
+    }
+
+    impl ScalarUDFImpl for Counted {
+        fn name(&self) -> &str {
+            "counted"
+        }
+        fn signature(&self) -> &Signature {
+            &self.signature
+        }
+        fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+            Ok(DataType::Struct(fields()))
+        }
+        fn invoke_with_args(
+            &self,
+            args: ScalarFunctionArgs,
+        ) -> datafusion::common::Result<ColumnarValue> {
+            let x = args.args[0].to_array(args.number_rows)?;
+            self.rows.fetch_add(x.len(), Ordering::SeqCst);
+            let x: ArrayRef = Arc::new(Int64Array::from(
+                x.as_any().downcast_ref::<Int64Array>().unwrap().clone(),
+            ));
+            Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+                fields(),
+                vec![x.clone(), x],
+                None,
+            )?)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_struct_udf_runs_once_per_row_however_many_fields_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path().to_str().unwrap()).await.unwrap();
+        let session = new_session(&StageRegistry::new(), &store, None);
+        let rows = Arc::new(AtomicUsize::new(0));
+        session.register_udf(ScalarUDF::new_from_impl(Counted {
+            signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+            rows: rows.clone(),
+        }));
+        let out = session
+            .sql(
+                "WITH t AS (SELECT *, counted(x) AS s FROM (VALUES (1), (2), (3)) AS v(x))
+                 SELECT x, s['a'] AS a, s['b'] AS b FROM t",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        assert_eq!(rows.load(Ordering::SeqCst), 3);
+    }
 }

@@ -1,7 +1,8 @@
 //! Stage `asr`: pseudo-labels every segment with a Whisper model (ONNX Runtime, CPU
 //! or CUDA), decoding as faster-whisper does on the same weights. Input: a table with
 //! the segment's 16 kHz PCM16 `audio` and its `start_s` (the `segment` stage's
-//! output). Output: the input's columns without `audio`, plus `text`, `language`,
+//! output). Output: the input's columns without `audio` (one named like an output column
+//! is carried as `<name>_input`), plus `text`, `language`,
 //! `language_prob`, `avg_logprob`, `no_speech_prob`, `compression_ratio`,
 //! `temperature`, `words` (word, start_s, end_s, probability; in the source's time)
 //! and `model`. Segments Whisper judges silent are rejected as `no_speech`.
@@ -23,6 +24,8 @@ use speechmill_models::whisper::{DecodeOptions, Precision, Transcript, Whisper};
 use speechmill_models::{Device, SessionConfig};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
+
+use crate::columns::carried;
 
 /// `asr` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -242,6 +245,17 @@ impl ConfiguredStage for ConfiguredAsr {
             }
         }
         let config = serde_json::to_string(&self.params).map_err(|e| Error::node(&cx.node, e))?;
+        let label_fields = AsrUdf::fields();
+        let produced: Vec<&str> = label_fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|name| *name != "reason")
+            .collect();
+        let carried = carried(input.schema().inner(), &["audio"], &produced);
+        let fields: String = produced
+            .iter()
+            .map(|name| format!(", __labels['{name}'] AS {name}"))
+            .collect();
         cx.session
             .register_table("__asr_input", input.into_view())?;
         let order = if columns.iter().any(|c| c == "uri") {
@@ -253,14 +267,8 @@ impl ConfiguredStage for ConfiguredAsr {
             .session
             .sql(&format!(
                 "WITH labelled AS (
-                   SELECT *, speechmill_asr(audio, start_s, '{}') AS l FROM __asr_input)
-                 SELECT * EXCEPT (l, audio),
-                        l['text'] AS text, l['language'] AS language,
-                        l['language_prob'] AS language_prob, l['avg_logprob'] AS avg_logprob,
-                        l['no_speech_prob'] AS no_speech_prob,
-                        l['compression_ratio'] AS compression_ratio,
-                        l['temperature'] AS temperature, l['words'] AS words,
-                        l['model'] AS model, l['reason'] AS reject_reason
+                   SELECT *, speechmill_asr(audio, start_s, '{}') AS __labels FROM __asr_input)
+                 SELECT {carried}{fields}, __labels['reason'] AS reject_reason
                  FROM labelled {order}",
                 config.replace('\'', "''")
             ))

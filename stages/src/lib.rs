@@ -10,6 +10,7 @@
 pub mod asr;
 pub mod audio;
 mod blob;
+mod columns;
 pub mod decode;
 pub mod ingest;
 pub mod segment;

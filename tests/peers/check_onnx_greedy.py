@@ -69,7 +69,8 @@ class OnnxGreedy:
         while len(out) < max_new:
             logits, pk, pv, align = self.dec.run(None, {
                 "tokens": np.array([feed], np.int64), "past_self_k": pk, "past_self_v": pv,
-                "cross_k": cross_k, "cross_v": cross_v})
+                **{f"cross_k_{l}": cross_k[l] for l in range(L)},
+                **{f"cross_v_{l}": cross_v[l] for l in range(L)}})
             assert align.shape == (1, len(self.w["alignment_heads"]), len(feed), self.w["n_audio_ctx"])
             z = logits[0, -1].copy()
             z[self.suppress] = -np.inf

@@ -64,10 +64,18 @@ impl WhisperSessions {
         let encoder = create_session(encoder_path, session)?;
         let decoder = create_session(decoder_path, session)?;
         check_io(&encoder, encoder_path, &["mel"], &["cross_k", "cross_v"])?;
+        let mut decoder_inputs: Vec<String> = ["tokens", "past_self_k", "past_self_v"]
+            .map(String::from)
+            .to_vec();
+        for l in 0..config.n_dec_layers {
+            decoder_inputs.push(format!("cross_k_{l}"));
+            decoder_inputs.push(format!("cross_v_{l}"));
+        }
+        let decoder_inputs: Vec<&str> = decoder_inputs.iter().map(String::as_str).collect();
         check_io(
             &decoder,
             decoder_path,
-            &["tokens", "past_self_k", "past_self_v", "cross_k", "cross_v"],
+            &decoder_inputs,
             &[
                 "logits",
                 "present_self_k",
@@ -170,20 +178,27 @@ impl WhisperSessions {
             past_input(past_shape, &cache.k).map_err(ort_error(ctx()))?,
             past_input(past_shape, &cache.v).map_err(ort_error(ctx()))?,
         );
-        let cross_k = TensorRef::from_array_view(([l, batch, h, dh, s], cross.k.as_slice()))
-            .map_err(ort_error(ctx()))?;
-        let cross_v = TensorRef::from_array_view(([l, batch, h, s, dh], cross.v.as_slice()))
-            .map_err(ort_error(ctx()))?;
+        let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
+            ("tokens".into(), tokens.into()),
+            ("past_self_k".into(), past_k),
+            ("past_self_v".into(), past_v),
+        ];
+        // One view per layer into the stacked encoder output: no copies.
+        let layer = batch * self.cross_row();
+        for (i, (k, v)) in cross
+            .k
+            .chunks_exact(layer)
+            .zip(cross.v.chunks_exact(layer))
+            .enumerate()
+            .take(l)
+        {
+            let k = TensorRef::from_array_view(([batch, h, dh, s], k)).map_err(ort_error(ctx()))?;
+            let v = TensorRef::from_array_view(([batch, h, s, dh], v)).map_err(ort_error(ctx()))?;
+            inputs.push((format!("cross_k_{i}"), k.into()));
+            inputs.push((format!("cross_v_{i}"), v.into()));
+        }
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
-        let out = session
-            .run(ort::inputs![
-                "tokens" => tokens,
-                "past_self_k" => past_k,
-                "past_self_v" => past_v,
-                "cross_k" => cross_k,
-                "cross_v" => cross_v,
-            ])
-            .map_err(ort_error(ctx()))?;
+        let out = session.run(inputs).map_err(ort_error(ctx()))?;
         let extract = |name: &str| -> Result<Vec<f32>> {
             Ok(out[name]
                 .try_extract_tensor::<f32>()

@@ -40,8 +40,9 @@ const LIST_EXTENSIONS: [&str; 3] = ["csv", "jsonl", "ndjson"];
 /// Columns a list file may name the source in, in order of preference.
 const URI_COLUMNS: [&str; 4] = ["uri", "url", "path", "audio"];
 
-/// Columns ingest itself writes; list columns of the same name get a `meta_` prefix.
-const RESERVED: [&str; 7] = [
+/// Columns ingest itself writes (and `reason`, which every rejects table adds); list
+/// columns of the same name get a `meta_` prefix.
+const RESERVED: [&str; 8] = [
     "uri",
     "origin",
     "source_id",
@@ -49,6 +50,7 @@ const RESERVED: [&str; 7] = [
     "size_bytes",
     "duplicate_uris",
     "reject_reason",
+    "reason",
 ];
 
 fn is_list_file(path: &str) -> bool {

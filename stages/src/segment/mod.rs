@@ -47,6 +47,7 @@ use speechmill_pipeline::{Error, Result};
 
 use crate::audio::{DecodeOptions, decode_file_16k, f32_to_s16};
 use crate::blob::local_blob;
+use crate::columns::carried;
 use crate::udf::{literal_json, run_async, string_array, string_values};
 
 use cut::{CutParams, Segment};
@@ -262,23 +263,29 @@ impl ConfiguredStage for ConfiguredSegment {
             max_gap_s: p.max_gap_s,
         })
         .map_err(|e| Error::node(&cx.node, e))?;
+        let segment_fields = SegmentUdf::fields();
+        let produced: Vec<&str> = segment_fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|name| *name != "reason")
+            .collect();
+        let carried = carried(schema.inner(), &[], &produced);
         let partitions = cx.session.state().config().target_partitions();
         let input = input.repartition(Partitioning::RoundRobinBatch(partitions))?;
         cx.session
             .register_table("__segment_input", input.into_view())?;
-        let fields: String = SegmentUdf::fields()
+        let fields: String = produced
             .iter()
-            .filter(|f| f.name() != "reason")
-            .map(|f| format!(", seg['{0}'] AS {0}", f.name()))
+            .map(|name| format!(", __seg['{name}'] AS {name}"))
             .collect();
         // The volatile UDF runs once per source; UNNEST turns its list into rows.
         let df = cx
             .session
             .sql(&format!(
                 "WITH segmented AS (
-                    SELECT *, speechmill_segment(source_id, blob, '{}') AS segs FROM __segment_input),
-                 flat AS (SELECT * EXCEPT (segs), unnest(segs) AS seg FROM segmented)
-                 SELECT * EXCEPT (seg){fields}, seg['reason'] AS reject_reason
+                    SELECT *, speechmill_segment(source_id, blob, '{}') AS __segs FROM __segment_input),
+                 flat AS (SELECT * EXCEPT (__segs), unnest(__segs) AS __seg FROM segmented)
+                 SELECT {carried}{fields}, __seg['reason'] AS reject_reason
                  FROM flat ORDER BY uri, start_s",
                 config.replace('\'', "''")
             ))
