@@ -25,7 +25,7 @@ use speechmill_models::{Device, SessionConfig};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
 
-use crate::columns::carried;
+use crate::columns::stage_output;
 
 /// `asr` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -247,17 +247,12 @@ impl ConfiguredStage for ConfiguredAsr {
             }
         }
         let config = serde_json::to_string(&self.params).map_err(|e| Error::node(&cx.node, e))?;
-        let label_fields = AsrUdf::fields();
-        let produced: Vec<&str> = label_fields
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|name| *name != "reason")
-            .collect();
-        let carried = carried(input.schema().inner(), &["audio"], &produced);
-        let fields: String = produced
-            .iter()
-            .map(|name| format!(", __labels['{name}'] AS {name}"))
-            .collect();
+        let select = stage_output(
+            input.schema().inner(),
+            &["audio"],
+            "__labels",
+            &AsrUdf::fields(),
+        );
         cx.session
             .register_table("__asr_input", input.into_view())?;
         let order = if columns.iter().any(|c| c == "uri") {
@@ -270,7 +265,7 @@ impl ConfiguredStage for ConfiguredAsr {
             .sql(&format!(
                 "WITH labelled AS (
                    SELECT *, speechmill_asr(audio, start_s, '{}') AS __labels FROM __asr_input)
-                 SELECT {carried}{fields}, __labels['reason'] AS reject_reason
+                 SELECT {select}
                  FROM labelled {order}",
                 config.replace('\'', "''")
             ))

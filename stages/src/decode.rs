@@ -21,7 +21,7 @@ use speechmill_pipeline::{Error, Result};
 
 use crate::audio::{DecodeOptions, probe_file};
 use crate::blob::local_blob;
-use crate::columns::carried;
+use crate::columns::stage_output;
 use crate::udf::{literal_json, run_async, string_array, string_values};
 
 /// `decode` node params.
@@ -100,17 +100,7 @@ impl ConfiguredStage for ConfiguredDecode {
             max_duration_s: self.params.max_duration_s,
         })
         .map_err(|e| Error::node(&cx.node, e))?;
-        let carried = carried(
-            input.schema().inner(),
-            &[],
-            &[
-                "codec",
-                "container",
-                "sample_rate",
-                "channels",
-                "duration_s",
-            ],
-        );
+        let select = stage_output(input.schema().inner(), &[], "__probe", &ProbeUdf::fields());
         let partitions = cx.session.state().config().target_partitions();
         let input = input.repartition(Partitioning::RoundRobinBatch(partitions))?;
         cx.session
@@ -119,10 +109,7 @@ impl ConfiguredStage for ConfiguredDecode {
             .session
             .sql(&format!(
                 "WITH probed AS (SELECT *, speechmill_probe(blob, '{}') AS __probe FROM __decode_input)
-                 SELECT {carried}, __probe['codec'] AS codec, __probe['container'] AS container,
-                        __probe['sample_rate'] AS sample_rate, __probe['channels'] AS channels,
-                        __probe['duration_s'] AS duration_s, __probe['reason'] AS reject_reason
-                 FROM probed ORDER BY uri",
+                 SELECT {select} FROM probed ORDER BY uri",
                 config.replace('\'', "''")
             ))
             .await?;

@@ -47,7 +47,7 @@ use speechmill_pipeline::{Error, Result};
 
 use crate::audio::{DecodeOptions, decode_file_16k, f32_to_s16};
 use crate::blob::local_blob;
-use crate::columns::carried;
+use crate::columns::stage_output;
 use crate::udf::{literal_json, run_async, string_array, string_values};
 
 use cut::{CutParams, Segment};
@@ -263,21 +263,11 @@ impl ConfiguredStage for ConfiguredSegment {
             max_gap_s: p.max_gap_s,
         })
         .map_err(|e| Error::node(&cx.node, e))?;
-        let segment_fields = SegmentUdf::fields();
-        let produced: Vec<&str> = segment_fields
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|name| *name != "reason")
-            .collect();
-        let carried = carried(schema.inner(), &[], &produced);
+        let select = stage_output(schema.inner(), &[], "__seg", &SegmentUdf::fields());
         let partitions = cx.session.state().config().target_partitions();
         let input = input.repartition(Partitioning::RoundRobinBatch(partitions))?;
         cx.session
             .register_table("__segment_input", input.into_view())?;
-        let fields: String = produced
-            .iter()
-            .map(|name| format!(", __seg['{name}'] AS {name}"))
-            .collect();
         // The volatile UDF runs once per source; UNNEST turns its list into rows.
         let df = cx
             .session
@@ -285,7 +275,7 @@ impl ConfiguredStage for ConfiguredSegment {
                 "WITH segmented AS (
                     SELECT *, speechmill_segment(source_id, blob, '{}') AS __segs FROM __segment_input),
                  flat AS (SELECT * EXCEPT (__segs), unnest(__segs) AS __seg FROM segmented)
-                 SELECT {carried}{fields}, __seg['reason'] AS reject_reason
+                 SELECT {select}
                  FROM flat ORDER BY uri, start_s",
                 config.replace('\'', "''")
             ))
