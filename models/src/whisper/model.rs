@@ -68,8 +68,7 @@ impl WhisperSessions {
             .map(String::from)
             .to_vec();
         for l in 0..config.n_dec_layers {
-            decoder_inputs.push(format!("cross_k_{l}"));
-            decoder_inputs.push(format!("cross_v_{l}"));
+            decoder_inputs.extend(cross_input_names(l));
         }
         let decoder_inputs: Vec<&str> = decoder_inputs.iter().map(String::as_str).collect();
         check_io(
@@ -194,8 +193,9 @@ impl WhisperSessions {
         {
             let k = TensorRef::from_array_view(([batch, h, dh, s], k)).map_err(ort_error(ctx()))?;
             let v = TensorRef::from_array_view(([batch, h, s, dh], v)).map_err(ort_error(ctx()))?;
-            inputs.push((format!("cross_k_{i}"), k.into()));
-            inputs.push((format!("cross_v_{i}"), v.into()));
+            let [k_name, v_name] = cross_input_names(i);
+            inputs.push((k_name, k.into()));
+            inputs.push((v_name, v.into()));
         }
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
         let out = session.run(inputs).map_err(ort_error(ctx()))?;
@@ -225,6 +225,11 @@ impl WhisperSessions {
             alignment,
         })
     }
+}
+
+/// The decoder's cross-attention key and value inputs of layer `l`.
+fn cross_input_names(l: usize) -> [String; 2] {
+    [format!("cross_k_{l}"), format!("cross_v_{l}")]
 }
 
 /// A past-cache input; a zero-length past cannot be a borrowed view (no data), so
