@@ -7,7 +7,8 @@
 #
 # In the cache dir ($SPEECHMILL_CACHE, default <repo>/.cache/speechmill):
 #   peers-venv/                faster-whisper, CTranslate2, jiwer (pinned below); kept apart from
-#                              venv/ so their numpy/onnxruntime never meet the converter's
+#                              venv/ so their numpy/onnxruntime never meet the converter's;
+#                              also kubernetes-validate and dockerfile-parse for deploy/validate.sh
 #   peers/whisper_reference.json   faster-whisper's greedy tokens, beam-5 text, WER, log-mel
 #                              (.npy) and language id on espeak-ng speech (peers/espeak/):
 #                              tests/peers/whisper_reference.py, recomputed when its stamp is stale
@@ -17,7 +18,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
 PEERS_VENV="$CACHE/peers-venv"
 PEER_PACKAGES=(faster-whisper==1.2.1 ctranslate2==4.8.5 tokenizers==0.23.3 av==18.1.0
-  onnxruntime==1.32.0 numpy==2.4.6 jiwer==4.0.0 rapidfuzz==3.14.6)
+  onnxruntime==1.32.0 numpy==2.4.6 jiwer==4.0.0 rapidfuzz==3.14.6
+  kubernetes-validate==1.37.0 dockerfile-parse==2.0.1)
 
 say() { echo "[peers] $*"; }
 die() { echo "peers: error: $*" >&2; exit 1; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # speechmill tests: the setup step and the peer references (both idempotent, seconds when
 # done), then every test of the workspace. Extra arguments go to the test runner (e.g. a
-# test-name filter). SPEECHMILL_SKIP_PEERS=1 skips the peers (faster-whisper) step.
+# test-name filter), then deploy/validate.sh. SPEECHMILL_SKIP_PEERS=1 skips the peers
+# (faster-whisper) step and the deploy checks, whose tools live in the peers venv.
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -22,6 +23,13 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   echo "[test] cargo test --workspace"
   cargo test --workspace --no-fail-fast "$@" || status=$?
+fi
+# deploy/: manifests, Dockerfiles and scripts, offline (its tools live in the peers venv).
+if [ "${SPEECHMILL_SKIP_PEERS:-0}" = 1 ]; then
+  echo "[test] bash deploy/validate.sh: skipped (SPEECHMILL_SKIP_PEERS=1)"
+else
+  echo "[test] bash deploy/validate.sh"
+  bash deploy/validate.sh || status=$?
 fi
 if [ "$status" -ne 0 ]; then
   echo "[test] FAILED (exit $status)" >&2

@@ -9,6 +9,9 @@ pub enum Error {
     Dag(#[from] DagError),
     #[error("{0}")]
     Store(String),
+    /// Talking to a Ballista scheduler or executor went wrong.
+    #[error("{0}")]
+    Cluster(String),
     #[error("node `{node}`: {message}")]
     Node { node: String, message: String },
     #[error("{}", one_line(&.0.to_string()))]

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod dag;
 pub mod error;
 pub mod fingerprint;

@@ -8,13 +8,14 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, Float64Array, RecordBatch};
 use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null, is_null};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::config::SessionConfig;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 
+use crate::cluster::Cluster;
 use crate::dag::{Dag, Node, NodeKind};
 use crate::error::{Error, Result};
 use crate::fingerprint;
@@ -53,6 +54,8 @@ pub struct Runner {
     registry: Arc<StageRegistry>,
     store: RunStore,
     progress: Progress,
+    /// Where nodes execute: here when `None`, else on this Ballista cluster.
+    cluster: Option<Cluster>,
 }
 
 impl Runner {
@@ -61,7 +64,14 @@ impl Runner {
             registry,
             store,
             progress,
+            cluster: None,
         }
+    }
+
+    /// Executes nodes on a Ballista cluster; planning, commits and progress stay here.
+    pub fn on_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     pub fn store(&self) -> &RunStore {
@@ -197,7 +207,14 @@ impl Runner {
             NodeKind::Stage(s) => s.batch_rows(),
             NodeKind::Sql(_) => None,
         };
-        let session = self.session(batch_rows);
+        let session = match &self.cluster {
+            None => self.session(batch_rows),
+            Some(cluster) => session_with_config(
+                &self.registry,
+                &self.store,
+                cluster.configure(session_config(batch_rows), &node.name)?,
+            ),
+        };
         for input in inputs {
             register_marker(&session, &self.store, input).await?;
         }
@@ -227,7 +244,12 @@ impl Runner {
         };
 
         self.store.clear(&node.name, &plan.fingerprint).await?;
-        let written = write_output(&self.store, &node.name, &plan.fingerprint, df, bar)
+        let stream = match &self.cluster {
+            None => df.execute_stream().await.map_err(Error::from),
+            Some(cluster) => cluster.execute(df).await,
+        }
+        .map_err(|e| Error::node(&node.name, e))?;
+        let written = write_output(&self.store, &node.name, &plan.fingerprint, stream, bar)
             .await
             .map_err(|e| match e {
                 Error::Node { .. } => e,
@@ -260,6 +282,11 @@ pub fn new_session(
     store: &RunStore,
     batch_rows: Option<usize>,
 ) -> SessionContext {
+    session_with_config(registry, store, session_config(batch_rows))
+}
+
+/// The settings of every speechmill session.
+fn session_config(batch_rows: Option<usize>) -> SessionConfig {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -277,6 +304,14 @@ pub fn new_session(
     if let Some(rows) = batch_rows {
         config = config.with_batch_size(rows.max(1));
     }
+    config
+}
+
+fn session_with_config(
+    registry: &StageRegistry,
+    store: &RunStore,
+    config: SessionConfig,
+) -> SessionContext {
     let session = SessionContext::new_with_config(config);
     store.register(&session);
     for udf in registry.udfs() {
@@ -330,10 +365,9 @@ async fn write_output(
     store: &RunStore,
     node: &str,
     fingerprint: &str,
-    df: DataFrame,
+    mut stream: SendableRecordBatchStream,
     bar: &NodeProgress,
 ) -> Result<Written> {
-    let mut stream = df.execute_stream().await?;
     let schema: SchemaRef = stream.schema();
     let reason_index = schema.index_of(REJECT_REASON_COLUMN).ok();
     if let Some(i) = reason_index

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -149,6 +151,44 @@ fn open_s3(spec: &str) -> Result<StoreLocation> {
         prefix,
         local_root: None,
     })
+}
+
+/// An object store registry that opens `s3://bucket` stores on first use, with the
+/// run store's settings. Cluster processes use it: they learn which buckets a plan
+/// reads only when its scans ask, and those buckets may differ from job to job.
+#[derive(Debug, Default)]
+pub struct LazyS3Registry {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for LazyS3Registry {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        if let Ok(found) = self.inner.get_store(url) {
+            return Ok(found);
+        }
+        match (url.scheme(), url.host_str()) {
+            ("s3", Some(bucket)) => {
+                let opened = open_location(&format!("s3://{bucket}"))
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                self.inner
+                    .register_store(&opened.base_url, opened.object_store.clone());
+                Ok(opened.object_store)
+            }
+            _ => self.inner.get_store(url),
+        }
+    }
 }
 
 /// What a committed node wrote; stored as its commit marker.

@@ -1,5 +1,6 @@
 //! Subcommands. Each is a small function over the pipeline and stages crates.
 
+mod cluster;
 mod decode;
 mod doctor;
 mod output;
@@ -45,11 +46,28 @@ pub struct DagArgs {
     pub until: Option<String>,
 }
 
+/// Options of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub dag: DagArgs,
+    /// Execute on a Ballista cluster: the scheduler's address, df://HOST:PORT
+    /// (see `speechmill scheduler`). Planning and commits stay on this machine;
+    /// executors read the store, so use an s3:// store (or a directory every
+    /// executor shares).
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
+    /// With --cluster: how many tasks each node's work is split into (spread
+    /// over the executors' task slots).
+    #[arg(long, value_name = "N", requires = "cluster", default_value_t = speechmill_pipeline::cluster::DEFAULT_PARTITIONS)]
+    pub partitions: usize,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a DAG: every node not already committed in the store runs, and its
     /// output is committed. Exits 0 when the run completes, whatever it rejected.
-    Run(DagArgs),
+    Run(RunArgs),
     /// Show the DAG's nodes in order, each marked cached or to-run, with the reason.
     Plan(DagArgs),
     /// Query committed tables with SQL: each node is a table by its name, and its
@@ -61,6 +79,11 @@ pub enum Command {
     Doctor,
     /// Decode audio files to 16 kHz mono PCM16 (s16le), the way stages see them.
     Decode(decode::DecodeArgs),
+    /// Run a Ballista scheduler for `speechmill run --cluster` (until killed).
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a Ballista executor: registers with a scheduler and runs speechmill
+    /// tasks (until killed). Models load on first use, from this machine's cache.
+    Executor(cluster::ExecutorArgs),
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -71,5 +94,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => sql::inspect(args).await,
         Command::Doctor => doctor::doctor(),
         Command::Decode(args) => decode::decode(args),
+        Command::Scheduler(args) => cluster::scheduler(args).await,
+        Command::Executor(args) => cluster::executor(args).await,
     }
 }

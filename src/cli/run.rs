@@ -6,7 +6,9 @@ use std::sync::Arc;
 use speechmill_pipeline::progress::{describe, format_hours};
 use speechmill_pipeline::{Dag, NodeStatus, Progress, RunStore, Runner};
 
-use super::DagArgs;
+use speechmill_pipeline::cluster::Cluster;
+
+use super::{DagArgs, RunArgs};
 
 async fn prepare(args: &DagArgs, progress: Progress) -> anyhow::Result<(Dag, Runner)> {
     let registry = Arc::new(speechmill_stages::builtin_registry());
@@ -18,8 +20,12 @@ async fn prepare(args: &DagArgs, progress: Progress) -> anyhow::Result<(Dag, Run
     Ok((dag, Runner::new(registry, store, progress)))
 }
 
-pub async fn run(args: DagArgs) -> anyhow::Result<()> {
-    let (dag, runner) = prepare(&args, Progress::stderr()).await?;
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (dag, mut runner) = prepare(&args.dag, Progress::stderr()).await?;
+    if let Some(address) = &args.cluster {
+        runner = runner.on_cluster(Cluster::connect(address, Some(args.partitions)).await?);
+    }
+    let args = args.dag;
     let started = std::time::Instant::now();
     let outcomes = runner.run(&dag, args.until.as_deref()).await?;
     println!("speechmill run {} → {}", dag.file, runner.store().url());

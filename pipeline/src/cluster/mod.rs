@@ -1,0 +1,224 @@
+//! Running speechmill on a DataFusion Ballista cluster.
+//!
+//! The client plans each node exactly as a local run does (same session, same
+//! UDFs, the ingest listing in memory), then submits the *physical* plan to the
+//! scheduler instead of executing it. Submitting physical plans, not logical
+//! ones, keeps one planning path for both modes: in-memory tables serialize
+//! inside the plan, and the scheduler only cuts the plan into stages at its
+//! repartitions. Results stream back to the client, which commits them to the
+//! run store the same way a local run does, so markers and fingerprints behave
+//! identically.
+//!
+//! [`scheduler`] and [`executor`] are the two server processes. Both register
+//! every speechmill UDF (plans name them) and open `s3://` buckets on demand
+//! with the same settings as the run store ([`crate::store::LazyS3Registry`]).
+
+pub mod executor;
+pub mod scheduler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::config::BallistaConfig;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::common::DataFusionError;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionState;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+
+use crate::error::{Error, Result};
+use crate::stage::StageRegistry;
+use crate::store::LazyS3Registry;
+
+/// gRPC message limit for plans and results (Ballista's default is 16 MiB; an
+/// ingest listing travels inside the plan).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Tasks a heavy stage is split into on a cluster when `--partitions` is not given.
+pub const DEFAULT_PARTITIONS: usize = 16;
+
+/// A scheduler address the client submits plans to.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// `df://host:port`, as the user wrote it.
+    pub address: String,
+    host: String,
+    port: u16,
+    /// How many tasks a stage's work is split into.
+    pub partitions: usize,
+}
+
+impl Cluster {
+    /// Parses `df://HOST:PORT` and checks that a scheduler listens there, so a
+    /// wrong address fails at once with one line instead of mid-run.
+    pub async fn connect(address: &str, partitions: Option<usize>) -> Result<Self> {
+        let (host, port) = parse_address(address)?;
+        let reach = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
+        let failure = match reach {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out after 5 s".to_string()),
+        };
+        if let Some(why) = failure {
+            return Err(Error::Cluster(format!(
+                "{address}: cannot reach the scheduler ({why}); start one with \
+                 `speechmill scheduler --bind {host}:{port}` or fix --cluster"
+            )));
+        }
+        Ok(Cluster {
+            address: address.to_string(),
+            host,
+            port,
+            partitions: partitions.unwrap_or(DEFAULT_PARTITIONS).max(1),
+        })
+    }
+
+    /// Adds what Ballista needs to a node's session config: its settings
+    /// extension, the job name and message limits.
+    pub fn configure(&self, config: SessionConfig, job_name: &str) -> Result<SessionConfig> {
+        let mut config = config
+            .with_option_extension(BallistaConfig::default())
+            .with_target_partitions(self.partitions);
+        let options = config.options_mut();
+        options.set("ballista.job.name", job_name)?;
+        options.set(
+            "ballista.client.grpc_max_message_size",
+            &MAX_MESSAGE_BYTES.to_string(),
+        )?;
+        Ok(config)
+    }
+
+    /// Plans `df` locally and runs it on the cluster; the stream yields the
+    /// job's result batches once the job has finished.
+    pub async fn execute(&self, df: DataFrame) -> Result<SendableRecordBatchStream> {
+        let (state, plan) = df.into_parts();
+        let physical = state.create_physical_plan(&plan).await?;
+        let config = state.config().clone();
+        let codec = config.ballista_physical_extension_codec();
+        let stream = execute_physical_plan::<PhysicalPlanNode>(
+            format!("http://{}:{}", self.host, self.port),
+            &config.ballista_config(),
+            physical,
+            codec.as_ref(),
+            state.session_id().to_string(),
+            config,
+        )
+        .await
+        .map_err(|e| self.explain(e))?;
+        Ok(stream)
+    }
+
+    /// Names the cluster in errors raised while talking to it.
+    pub fn explain(&self, e: DataFusionError) -> Error {
+        Error::Cluster(format!(
+            "cluster {}: {}",
+            self.address,
+            crate::error::one_line(&e.to_string())
+        ))
+    }
+}
+
+/// `df://HOST:PORT` (the `df://` may be left out) → host and port.
+pub fn parse_address(address: &str) -> Result<(String, u16)> {
+    let bad = || {
+        Error::Cluster(format!(
+            "{address}: not a cluster address; expected df://HOST:PORT (the scheduler's --bind)"
+        ))
+    };
+    let rest = address.strip_prefix("df://").unwrap_or(address);
+    if rest.contains("://") {
+        return Err(bad());
+    }
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.trim_end_matches('/').parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The UDFs every cluster process registers: the stages' own.
+pub(crate) fn udfs(registry: &StageRegistry) -> Vec<Arc<ScalarUDF>> {
+    registry.udfs().into_iter().map(Arc::new).collect()
+}
+
+/// A runtime whose object stores open `s3://` buckets on demand; `temp_dir`
+/// receives spill files.
+pub(crate) fn server_runtime(
+    temp_dir: Option<&str>,
+) -> datafusion::common::Result<Arc<RuntimeEnv>> {
+    let mut runtime =
+        RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(LazyS3Registry::default()));
+    if let Some(dir) = temp_dir {
+        runtime = runtime.with_temp_file_path(dir);
+    }
+    runtime.build_arc()
+}
+
+/// A session state with DataFusion's default functions, speechmill's UDFs and
+/// the object stores, as the scheduler and executors need to decode plans.
+pub(crate) fn server_state(
+    registry: &StageRegistry,
+    config: SessionConfig,
+) -> datafusion::common::Result<SessionState> {
+    let mut state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(server_runtime(None)?)
+        .build();
+    for udf in udfs(registry) {
+        datafusion::execution::FunctionRegistry::register_udf(&mut state, udf)?;
+    }
+    Ok(state)
+}
+
+/// Settings every cluster process starts from (clients send theirs on top).
+pub(crate) fn config_producer() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_addresses_parse_with_or_without_the_scheme() {
+        assert_eq!(
+            parse_address("df://127.0.0.1:50050").unwrap(),
+            ("127.0.0.1".to_string(), 50050)
+        );
+        assert_eq!(
+            parse_address("sched.local:7").unwrap(),
+            ("sched.local".to_string(), 7)
+        );
+        for bad in ["http://h:1", "df://h", "df://:1", "df://h:x", "df://h:0"] {
+            let e = parse_address(bad).unwrap_err().to_string();
+            assert!(e.contains("df://HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_scheduler_is_one_line_naming_the_fix() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = Cluster::connect(&format!("df://127.0.0.1:{port}"), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot reach the scheduler"), "{e}");
+        assert!(e.contains("speechmill scheduler --bind"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

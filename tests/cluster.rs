@@ -1,0 +1,335 @@
+//! The demo DAG on a Ballista cluster on loopback: a scheduler and executors
+//! started by the test, the run store on the moto S3 server. Output tables equal
+//! the local run's row for row; killing an executor mid-run loses nothing; bad
+//! cluster configuration gets one line.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Tables of the demo DAG, each with the columns compared (binary audio columns
+/// are compared through their length and hash).
+const DEMO_TABLES: [&str; 11] = [
+    "ingest",
+    "ingest_rejects",
+    "decode",
+    "decode_rejects",
+    "by_language",
+    "segment",
+    "segment_rejects",
+    "asr",
+    "asr_rejects",
+    "language_check",
+    "language_check_rejects",
+];
+
+fn start_scheduler() -> Server {
+    let port = free_port();
+    let child = speechmill(&repo_root())
+        .args([
+            "scheduler",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--executor-timeout",
+            "6",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("scheduler starts");
+    wait_for_port(port, Duration::from_secs(30));
+    Server { child, port }
+}
+
+/// An executor with the S3 settings of moto at `s3_port`; `cache` overrides the
+/// model cache it loads from.
+fn start_executor(scheduler: u16, s3_port: u16, work: &Path, cache: Option<&Path>) -> Server {
+    let port = free_port();
+    let mut cmd = speechmill(&repo_root());
+    s3_env(&mut cmd, s3_port).args([
+        "executor",
+        "--scheduler",
+        &format!("127.0.0.1:{scheduler}"),
+        "--port",
+        &port.to_string(),
+        "--concurrent-tasks",
+        "1",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]);
+    if let Some(cache) = cache {
+        cmd.env("SPEECHMILL_CACHE", cache);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("executor starts");
+    wait_for_port(port, Duration::from_secs(30));
+    Server { child, port }
+}
+
+fn run_demo(store: &str, s3_port: u16, cluster: Option<u16>) -> Command {
+    let mut cmd = speechmill(&repo_root());
+    s3_env(&mut cmd, s3_port).args(["run", "dags/demo.toml", "--store", store]);
+    if let Some(port) = cluster {
+        cmd.args([
+            "--cluster",
+            &format!("df://127.0.0.1:{port}"),
+            "--partitions",
+            "4",
+        ]);
+    }
+    cmd
+}
+
+/// Every row of `table` as CSV, sorted, with binary columns reduced to their
+/// length and SHA-256 so rows stay comparable and small.
+fn table_rows(store: &str, s3_port: u16, table: &str) -> Vec<String> {
+    let query = |q: &str| {
+        let mut cmd = speechmill(&repo_root());
+        ok(s3_env(&mut cmd, s3_port).args(["sql", "--store", store, "--format", "csv", q]))
+    };
+    let columns = query(&format!(
+        "SELECT column_name, data_type FROM information_schema.columns \
+         WHERE table_name = '{table}' ORDER BY ordinal_position"
+    ));
+    let select: Vec<String> = columns
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (name, kind) = line.split_once(',').unwrap();
+            if kind.contains("Binary") {
+                format!("sha256(CAST(\"{name}\" AS BYTEA)) AS \"{name}\"")
+            } else {
+                format!("\"{name}\"")
+            }
+        })
+        .collect();
+    assert!(!select.is_empty(), "{table}: no columns in {store}");
+    let out = query(&format!("SELECT {} FROM \"{table}\"", select.join(", ")));
+    let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = start_moto();
+    create_bucket(moto.port, "speechmill-cluster");
+    let local = dir.path().join("local-store");
+    let local = local.to_str().unwrap();
+    ok(&mut run_demo(local, moto.port, None));
+
+    let scheduler = start_scheduler();
+    let _executors: Vec<Server> = (0..2)
+        .map(|i| {
+            start_executor(
+                scheduler.port,
+                moto.port,
+                &dir.path().join(format!("work-{i}")),
+                None,
+            )
+        })
+        .collect();
+    let store = "s3://speechmill-cluster/demo";
+    let out = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
+    assert!(out.contains("6 node(s) ran"), "{out}");
+    for table in DEMO_TABLES {
+        let (here, there) = (
+            table_rows(local, moto.port, table),
+            table_rows(store, moto.port, table),
+        );
+        assert_eq!(here.len(), there.len(), "{table}: row counts differ");
+        assert_eq!(
+            here, there,
+            "{table}: rows differ between local and cluster"
+        );
+    }
+    assert!(
+        table_rows(store, moto.port, "asr").len() > 10,
+        "the demo labels its speech"
+    );
+
+    // A rerun on the cluster is a cache hit, as locally.
+    let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
+    assert!(rerun.contains("0 node(s) ran, 6 cached"), "{rerun}");
+}
+
+/// Waits until `node` is committed in `store` (then `speechmill sql` finds its
+/// table); false if the run ends first.
+fn wait_for_commit(store: &str, s3_port: u16, node: &str, run: &mut Child) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(300) {
+        if run.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let mut cmd = speechmill(&repo_root());
+        let query = format!("SELECT 1 FROM {node} LIMIT 1");
+        if output(s3_env(&mut cmd, s3_port).args(["sql", "--store", store, &query]))
+            .status
+            .success()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    false
+}
+
+#[test]
+fn killing_an_executor_mid_run_loses_nothing_and_the_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = start_moto();
+    create_bucket(moto.port, "speechmill-kill");
+    let scheduler = start_scheduler();
+    let mut executors: Vec<Server> = (0..2)
+        .map(|i| {
+            start_executor(
+                scheduler.port,
+                moto.port,
+                &dir.path().join(format!("work-{i}")),
+                None,
+            )
+        })
+        .collect();
+    let store = "s3://speechmill-kill/demo";
+    let mut run = run_demo(store, moto.port, Some(scheduler.port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The asr node is the long one: kill an executor once segment is committed.
+    if !wait_for_commit(store, moto.port, "segment", &mut run) {
+        let o = run.wait_with_output().unwrap();
+        panic!(
+            "the run ended before segment was committed:\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    drop(executors.remove(0));
+    let first = run.wait_with_output().unwrap();
+    let first_err = stderr(&first);
+    eprintln!(
+        "run with an executor killed: {}",
+        if first.status.success() {
+            stdout(&first)
+        } else {
+            first_err.clone()
+        }
+    );
+    if !first.status.success() {
+        let line = first_err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("no one-line error:\n{first_err}"));
+        assert!(line.contains("asr"), "the error names the node: {line}");
+    }
+
+    // Whatever happened, the rerun completes from the committed nodes.
+    let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
+    assert!(rerun.contains("cached"), "{rerun}");
+    let number = |q: &str| -> i64 {
+        let mut cmd = speechmill(&repo_root());
+        let out =
+            ok(s3_env(&mut cmd, moto.port).args(["sql", "--store", store, "--format", "csv", q]));
+        out.lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("{q}: {out}"))
+    };
+    let segments = number("SELECT count(*) FROM segment");
+    assert!(segments > 10, "{segments}");
+    assert_eq!(
+        number("SELECT count(*) FROM asr") + number("SELECT count(*) FROM asr_rejects"),
+        segments,
+        "every segment is labelled or rejected"
+    );
+    assert_eq!(
+        number("SELECT count(*) FROM (SELECT DISTINCT uri, start_s FROM asr)"),
+        number("SELECT count(*) FROM asr"),
+        "no segment is labelled twice"
+    );
+}
+
+#[test]
+fn bad_cluster_configuration_gets_one_line_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let dag = ingest_decode_dag(dir.path(), &["."]);
+    // No scheduler at the address.
+    let o = output(speechmill(dir.path()).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        "store",
+        "--cluster",
+        &format!("df://127.0.0.1:{}", free_port()),
+    ]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot reach the scheduler") && err.contains("speechmill scheduler"),
+        "{err}"
+    );
+
+    // Not an address.
+    let o = output(speechmill(dir.path()).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        "store",
+        "--cluster",
+        "http://nowhere",
+    ]));
+    assert!(stderr(&o).contains("df://HOST:PORT"), "{}", stderr(&o));
+
+    // An executor without models: the run fails with one line naming the setup command.
+    let moto = start_moto();
+    create_bucket(moto.port, "speechmill-nomodel");
+    let scheduler = start_scheduler();
+    let empty_cache = dir.path().join("empty-cache");
+    std::fs::create_dir_all(&empty_cache).unwrap();
+    let _executor = start_executor(
+        scheduler.port,
+        moto.port,
+        &dir.path().join("work"),
+        Some(&empty_cache),
+    );
+    let audio = dir.path().join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    std::fs::copy(
+        format!("{LIBRIVOX}/sense_and_sensibility_01_austen_64kb-0880.wav"),
+        audio.join("0880.wav"),
+    )
+    .unwrap();
+    let dag = write_dag(
+        dir.path(),
+        "segment.toml",
+        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"audio/*\"] }\n\n\
+         [nodes.segment]\nstage = \"segment\"\ninputs = [\"ingest\"]\n",
+    );
+    let mut cmd = speechmill(dir.path());
+    let o = output(s3_env(&mut cmd, moto.port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        "s3://speechmill-nomodel/run",
+        "--cluster",
+        &format!("df://127.0.0.1:{}", scheduler.port),
+    ]));
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("scripts/setup.sh"), "{line}");
+}
