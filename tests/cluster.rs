@@ -35,7 +35,7 @@ fn start_scheduler() -> Server {
             "--bind",
             &format!("127.0.0.1:{port}"),
             "--executor-timeout",
-            "6",
+            "10",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
