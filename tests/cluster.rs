@@ -291,6 +291,35 @@ fn bad_cluster_configuration_gets_one_line_naming_the_fix() {
     ]));
     assert!(stderr(&o).contains("df://HOST:PORT"), "{}", stderr(&o));
 
+    // Bad S3 credentials (moto checks them when told to): one line with S3's reason.
+    let port = free_port();
+    let _strict_s3 = Server {
+        child: Command::new(cache_dir().join("venv/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts"),
+        port,
+    };
+    wait_for_port(port, Duration::from_secs(30));
+    let mut cmd = speechmill(dir.path());
+    let o = output(s3_env(&mut cmd, port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        "s3://speechmill-creds/run",
+        "--cluster",
+        "df://127.0.0.1:1",
+    ]));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("InvalidAccessKeyId") && err.contains("credentials") && !err.contains("<"),
+        "{err}"
+    );
+
     // An executor without models: the run fails with one line naming the setup command.
     let moto = start_moto();
     create_bucket(moto.port, "speechmill-nomodel");

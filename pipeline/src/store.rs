@@ -228,7 +228,7 @@ impl RunStore {
                 Error::Store(format!(
                     "{}: cannot list the store: {} (check AWS_ENDPOINT_URL, AWS_REGION and the credentials)",
                     location.display,
-                    one_line(&e.to_string())
+                    object_store_error(&e)
                 ))
             })?;
         Ok(RunStore { location })
@@ -403,8 +403,30 @@ impl RunStore {
         Error::Store(format!(
             "{}: cannot {what}: {}",
             self.location.display,
-            one_line(&e.to_string())
+            object_store_error(&e)
         ))
+    }
+}
+
+/// An object store error as one line. S3 answers errors with an XML body; its
+/// `Code` and `Message` say what to fix (`InvalidAccessKeyId: …`), the rest is noise.
+pub fn object_store_error(e: &object_store::Error) -> String {
+    let text = one_line(&e.to_string());
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..start + len].to_string())
+    };
+    match (
+        text.find("<?xml").or_else(|| text.find("<Error>")),
+        tag("Code"),
+    ) {
+        (Some(xml), Some(code)) => {
+            let message = tag("Message").map(|m| format!(": {m}")).unwrap_or_default();
+            format!("{}{code}{message}", &text[..xml])
+        }
+        _ => text,
     }
 }
 
@@ -421,4 +443,34 @@ fn url_path(path: &Path) -> String {
         out.push_str(part.as_ref());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_bodies_shrink_to_their_code_and_message() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" \
+                     encoding=\"utf-8\"?>\n<Error><Code>InvalidAccessKeyId</Code><Message>The AWS \
+                     Access Key Id you provided does not exist in our records.</Message>\
+                     <RequestId>8U9x</RequestId></Error>"
+                .into(),
+        };
+        let line = object_store_error(&e);
+        assert!(
+            line.ends_with(
+                "403 Forbidden: InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records."
+            ),
+            "{line}"
+        );
+        assert!(!line.contains('<'), "{line}");
+        let plain = object_store::Error::NotFound {
+            path: "a/b".into(),
+            source: "gone".into(),
+        };
+        assert_eq!(object_store_error(&plain), one_line(&plain.to_string()));
+    }
 }
