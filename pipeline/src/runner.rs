@@ -439,12 +439,8 @@ async fn write_output(
         }
         rows += kept.num_rows() as u64;
         rejects += rejected.num_rows() as u64;
-        if kept.num_rows() > 0 {
-            data_writer.write(&kept).await?;
-        }
-        if rejected.num_rows() > 0 {
-            reject_writer.write(&rejected).await?;
-        }
+        write_bounded(&mut data_writer, &kept).await?;
+        write_bounded(&mut reject_writer, &rejected).await?;
         bar.update(rows, rejects, audio_seconds);
     }
     data_writer.close().await?;
@@ -456,6 +452,25 @@ async fn write_output(
         data_file: store.relative(&data_path),
         reject_file: store.relative(&reject_path),
     })
+}
+
+/// Bytes a Parquet row group may buffer before it is flushed. The writer's own
+/// limit counts rows only, and segments carry their audio: without this, a node's
+/// whole output sat in memory until the end, so memory grew with the corpus.
+const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+async fn write_bounded(
+    writer: &mut AsyncArrowWriter<BufWriter>,
+    batch: &RecordBatch,
+) -> Result<()> {
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
+    writer.write(batch).await?;
+    if writer.in_progress_size() >= ROW_GROUP_BYTES {
+        writer.flush().await?;
+    }
+    Ok(())
 }
 
 /// Casts columns whose type differs from the plan's schema (branches of a UNION

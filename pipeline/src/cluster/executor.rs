@@ -64,8 +64,6 @@ pub async fn run(registry: Arc<StageRegistry>, options: ExecutorOptions) -> Resu
         work_dir: Some(work_dir),
         grpc_max_decoding_message_size: message_bytes,
         grpc_max_encoding_message_size: message_bytes,
-        // Model weights live outside DataFusion's pool; let operators use memory freely.
-        memory_pool_size: Some(0),
         override_function_registry: Some(functions),
         override_runtime_producer: Some(runtime_producer),
         override_config_producer: Some(Arc::new(config_producer)),

@@ -268,7 +268,10 @@ impl ConfiguredStage for ConfiguredSegment {
         let input = input.repartition(Partitioning::RoundRobinBatch(partitions))?;
         cx.session
             .register_table("__segment_input", input.into_view())?;
-        // The volatile UDF runs once per source; UNNEST turns its list into rows.
+        // The volatile UDF runs once per source; UNNEST turns its list into rows,
+        // a source's segments together and in time order. No ORDER BY across
+        // sources: sorting would hold every segment's audio until the last source
+        // is cut, so memory would grow with the corpus.
         let df = cx
             .session
             .sql(&format!(
@@ -276,7 +279,7 @@ impl ConfiguredStage for ConfiguredSegment {
                     SELECT *, speechmill_segment(source_id, blob, '{}') AS __segs FROM __segment_input),
                  flat AS (SELECT * EXCEPT (__segs), unnest(__segs) AS __seg FROM segmented)
                  SELECT {select}
-                 FROM flat ORDER BY uri, start_s",
+                 FROM flat",
                 config.replace('\'', "''")
             ))
             .await?;
