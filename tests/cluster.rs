@@ -73,6 +73,13 @@ fn start_executor(scheduler: u16, s3_port: u16, work: &Path, cache: Option<&Path
     Server { child, port }
 }
 
+/// `n` executors with their work dirs under `dir`.
+fn start_executors(n: usize, scheduler: u16, s3_port: u16, dir: &Path) -> Vec<Server> {
+    (0..n)
+        .map(|i| start_executor(scheduler, s3_port, &dir.join(format!("work-{i}")), None))
+        .collect()
+}
+
 fn run_demo(store: &str, s3_port: u16, cluster: Option<u16>) -> Command {
     let mut cmd = speechmill(&repo_root());
     s3_env(&mut cmd, s3_port).args(["run", "dags/demo.toml", "--store", store]);
@@ -127,16 +134,7 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     ok(&mut run_demo(local, moto.port, None));
 
     let scheduler = start_scheduler();
-    let _executors: Vec<Server> = (0..2)
-        .map(|i| {
-            start_executor(
-                scheduler.port,
-                moto.port,
-                &dir.path().join(format!("work-{i}")),
-                None,
-            )
-        })
-        .collect();
+    let _executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
     let store = "s3://speechmill-cluster/demo";
     let out = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
     assert!(out.contains("6 node(s) ran"), "{out}");
@@ -188,16 +186,7 @@ fn killing_an_executor_mid_run_loses_nothing_and_the_rerun_completes() {
     let moto = start_moto();
     create_bucket(moto.port, "speechmill-kill");
     let scheduler = start_scheduler();
-    let mut executors: Vec<Server> = (0..2)
-        .map(|i| {
-            start_executor(
-                scheduler.port,
-                moto.port,
-                &dir.path().join(format!("work-{i}")),
-                None,
-            )
-        })
-        .collect();
+    let mut executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
     let store = "s3://speechmill-kill/demo";
     let mut run = run_demo(store, moto.port, Some(scheduler.port))
         .stdout(Stdio::piped())
@@ -236,15 +225,7 @@ fn killing_an_executor_mid_run_loses_nothing_and_the_rerun_completes() {
     // Whatever happened, the rerun completes from the committed nodes.
     let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
     assert!(rerun.contains("cached"), "{rerun}");
-    let number = |q: &str| -> i64 {
-        let mut cmd = speechmill(&repo_root());
-        let out =
-            ok(s3_env(&mut cmd, moto.port).args(["sql", "--store", store, "--format", "csv", q]));
-        out.lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .unwrap_or_else(|| panic!("{q}: {out}"))
-    };
+    let number = |q: &str| s3_sql_number(&repo_root(), moto.port, store, q);
     let segments = number("SELECT count(*) FROM segment");
     assert!(segments > 10, "{segments}");
     assert_eq!(
@@ -292,20 +273,9 @@ fn bad_cluster_configuration_gets_one_line_naming_the_fix() {
     assert!(stderr(&o).contains("df://HOST:PORT"), "{}", stderr(&o));
 
     // Bad S3 credentials (moto checks them when told to): one line with S3's reason.
-    let port = free_port();
-    let _strict_s3 = Server {
-        child: Command::new(cache_dir().join("venv/bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts"),
-        port,
-    };
-    wait_for_port(port, Duration::from_secs(30));
+    let strict_s3 = start_moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let mut cmd = speechmill(dir.path());
-    let o = output(s3_env(&mut cmd, port).args([
+    let o = output(s3_env(&mut cmd, strict_s3.port).args([
         "run",
         dag.to_str().unwrap(),
         "--store",

@@ -35,14 +35,7 @@ fn s3_prefix_ingests_into_an_s3_store() {
     ]));
     assert!(out.contains("2 node(s) ran"), "{out}");
 
-    let count = |q: &str| -> i64 {
-        let o = ok(s3_env(&mut speechmill(dir.path()), moto.port)
-            .args(["sql", "--store", store, "--format", "csv", q]));
-        o.lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .unwrap_or_else(|| panic!("{q}: {o}"))
-    };
+    let count = |q: &str| s3_sql_number(dir.path(), moto.port, store, q);
     assert_eq!(
         count("SELECT count(*) FROM ingest") + count("SELECT count(*) FROM ingest_rejects"),
         uploaded

@@ -170,6 +170,12 @@ impl Drop for Server {
 
 /// Starts the moto S3 server (installed by setup) on a free loopback port.
 pub fn start_moto() -> Server {
+    start_moto_with(&[])
+}
+
+/// Starts moto with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT=0`, which
+/// makes it check credentials.
+pub fn start_moto_with(env: &[(&str, &str)]) -> Server {
     let bin = cache_dir().join("venv/bin/moto_server");
     assert!(
         bin.is_file(),
@@ -179,6 +185,7 @@ pub fn start_moto() -> Server {
     let port = free_port();
     let child = Command::new(bin)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -247,6 +254,17 @@ pub fn ingest_decode_dag(dir: &Path, paths: &[&str]) -> PathBuf {
 pub fn sql_csv(cwd: &Path, store: &str, query: &str) -> Vec<String> {
     let out = ok(speechmill(cwd).args(["sql", "--store", store, "--format", "csv", query]));
     out.lines().map(str::to_string).collect()
+}
+
+/// The single number a `SELECT count(*)`-style query returns from an S3 store on
+/// the moto server at `s3_port`.
+pub fn s3_sql_number(cwd: &Path, s3_port: u16, store: &str, query: &str) -> i64 {
+    let out = ok(s3_env(&mut speechmill(cwd), s3_port)
+        .args(["sql", "--store", store, "--format", "csv", query]));
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{query}: expected one number, got {out}"))
 }
 
 /// The single number a `SELECT count(*)`-style query returns.
