@@ -325,9 +325,9 @@ fn a_changed_param_or_model_reruns_segment_only() {
     // all is a one-line error that says how to get it.
     let cache = d.join("cache");
     std::fs::create_dir_all(cache.join("models")).unwrap();
-    let mut model = std::fs::read(cache_dir().join("models/silero_vad.onnx")).unwrap();
+    let mut model = std::fs::read(cache_dir().join("models/silero_vad_sequence.onnx")).unwrap();
     model.push(0);
-    std::fs::write(cache.join("models/silero_vad.onnx"), &model).unwrap();
+    std::fs::write(cache.join("models/silero_vad_sequence.onnx"), &model).unwrap();
     let plan = ok(speechmill(d)
         .env("SPEECHMILL_CACHE", &cache)
         .args(["plan", &dag, "--store", "store"]));
@@ -339,7 +339,7 @@ fn a_changed_param_or_model_reruns_segment_only() {
     };
     assert!(line("ingest").contains("cached"), "{plan}");
     assert!(line("segment").contains("to-run"), "{plan}");
-    std::fs::remove_file(cache.join("models/silero_vad.onnx")).unwrap();
+    std::fs::remove_file(cache.join("models/silero_vad_sequence.onnx")).unwrap();
     let o = output(
         speechmill(d)
             .env("SPEECHMILL_CACHE", &cache)
@@ -348,7 +348,7 @@ fn a_changed_param_or_model_reruns_segment_only() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("silero_vad.onnx") && err.contains("bash scripts/setup.sh"),
+        err.contains("silero_vad_sequence.onnx") && err.contains("bash scripts/setup.sh"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");

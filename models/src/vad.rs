@@ -1,16 +1,19 @@
-//! Silero VAD (`silero_vad.onnx`, v6): speech probability per 512-sample chunk at 16 kHz.
+//! Silero VAD (v6, converted to a sequence graph): speech probability per 512-sample
+//! chunk at 16 kHz.
 //!
 //! The model is recurrent: each chunk is fed with the last 64 samples of the previous
-//! chunk (context) and the previous RNN state. [`VadStream`] holds that per-source state;
-//! [`SileroVad::process_batch`] advances N streams by one chunk each in a single model
-//! call, so many sources can share one session and one call.
+//! chunk (context) and the previous LSTM state. Silero's own graph advances one chunk per
+//! call; setup converts it (`models/tools/silero_to_sequence.py`) into a graph that runs
+//! the stateless front end on many chunks at once and steps the LSTM through them inside
+//! one call, for several streams side by side. [`VadStream`] holds a stream's state
+//! between calls; [`SileroVad::process_streams`] advances many streams by any number of
+//! samples, batched across streams, with results equal to chunk-by-chunk processing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ndarray::arr0;
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::TensorRef;
 
 use crate::runtime::{
     ModelError, Result, SessionConfig, create_session, model_path, one_line, ort_error, shared,
@@ -22,12 +25,17 @@ pub const SAMPLE_RATE: u32 = 16_000;
 pub const CHUNK: usize = 512;
 /// Samples of the previous chunk prepended to each step.
 pub const CONTEXT: usize = 64;
-/// Registry name of the model (`models/registry.toml`).
+/// Registry name of Silero's model (`models/registry.toml`), the source of the graph run.
 pub const MODEL_NAME: &str = "silero-vad";
+/// The sequence graph setup converts it into, in `<cache>/models/`.
+pub const SEQUENCE_MODEL: &str = "silero_vad_sequence.onnx";
 const STATE: usize = 128;
+/// Chunks (over all streams) per model call: bounds the call's intermediates (~13 kB
+/// per chunk) while keeping calls few.
+const CHUNKS_PER_CALL: usize = 1024;
 
 /// The state of one audio stream: the previous chunk's last [`CONTEXT`] samples and the
-/// RNN state (`[2, 128]`). A new stream starts from zeros.
+/// LSTM state (`h`, `c`). A new stream starts from zeros.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VadStream {
     context: [f32; CONTEXT],
@@ -77,25 +85,27 @@ impl std::fmt::Debug for SileroVad {
     }
 }
 
+/// The sequence graph setup made (`<cache>/models/silero_vad_sequence.onnx`).
+pub fn sequence_model_path() -> Result<PathBuf> {
+    model_path(SEQUENCE_MODEL)
+}
+
 impl SileroVad {
-    /// Loads the registry's model (`<cache>/models/silero_vad.onnx`).
+    /// Loads the sequence graph setup made from the registry's model.
     pub fn new(config: &SessionConfig) -> Result<Self> {
-        Self::from_path(&model_path(MODEL_NAME)?, config)
+        Self::from_path(&sequence_model_path()?, config)
     }
 
-    /// Loads the model at `path`; checks it has Silero's inputs and outputs.
+    /// Loads the sequence graph at `path`; checks its inputs and outputs.
     pub fn from_path(path: &Path, config: &SessionConfig) -> Result<Self> {
         let session = create_session(path, config)?;
-        let has = |names: Vec<&str>, want: &[&str]| want.iter().all(|w| names.contains(w));
         let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
         let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        if !has(inputs.clone(), &["input", "state", "sr"])
-            || !has(outputs.clone(), &["output", "stateN"])
-        {
+        if inputs != ["input", "state"] || outputs != ["output", "stateN"] {
             return Err(ModelError::ModelLoad {
                 path: path.to_path_buf(),
                 message: format!(
-                    "not a Silero VAD v5/v6 model (inputs {inputs:?}, outputs {outputs:?}; want input, state, sr -> output, stateN)"
+                    "not a Silero VAD sequence graph (inputs {inputs:?}, outputs {outputs:?}; want input, state -> output, stateN): convert silero_vad.onnx with models/tools/silero_to_sequence.py"
                 ),
             });
         }
@@ -105,10 +115,9 @@ impl SileroVad {
         })
     }
 
-    /// The registry's model, loaded once per process and config and shared.
+    /// The setup's model, loaded once per process and config and shared.
     pub fn shared(config: &SessionConfig) -> Result<Arc<Self>> {
-        let path = model_path(MODEL_NAME)?;
-        Self::shared_from_path(&path, config)
+        Self::shared_from_path(&sequence_model_path()?, config)
     }
 
     /// The model at `path`, loaded once per process and config and shared.
@@ -122,10 +131,121 @@ impl SileroVad {
         &self.path
     }
 
+    /// Advances each stream by its samples (16 kHz, [-1, 1]) and returns each stream's
+    /// speech probability per chunk: `samples[i].len().div_ceil(512)` values, a shorter
+    /// last chunk zero-padded (as at the end of a stream). The streams advance together
+    /// in few model calls; results equal chunk-by-chunk processing of each stream, so a
+    /// stream can be fed in pieces of whole chunks across calls.
+    pub fn process_streams(
+        &self,
+        streams: &mut [&mut VadStream],
+        samples: &[&[f32]],
+    ) -> Result<Vec<Vec<f32>>> {
+        let n = streams.len();
+        if samples.len() != n {
+            return Err(ModelError::InvalidInput(format!(
+                "VAD batch has {n} streams but {} sample buffers",
+                samples.len()
+            )));
+        }
+        let total: Vec<usize> = samples.iter().map(|s| s.len().div_ceil(CHUNK)).collect();
+        let mut done = vec![0usize; n];
+        let mut probs: Vec<Vec<f32>> = total.iter().map(|&t| Vec::with_capacity(t)).collect();
+        loop {
+            let live: Vec<usize> = (0..n).filter(|&i| done[i] < total[i]).collect();
+            let Some(fewest) = live.iter().map(|&i| total[i] - done[i]).min() else {
+                break;
+            };
+            // Every live stream advances by the same number of real chunks, so no
+            // stream's state runs past its samples.
+            let steps = fewest.min((CHUNKS_PER_CALL / live.len()).max(1));
+            let mut picked: Vec<&mut VadStream> = Vec::with_capacity(live.len());
+            let mut pieces: Vec<(&[f32], usize)> = Vec::with_capacity(live.len());
+            let mut live_iter = live.iter().peekable();
+            for (i, s) in streams.iter_mut().enumerate() {
+                if live_iter.peek() == Some(&&i) {
+                    live_iter.next();
+                    picked.push(s);
+                    pieces.push((samples[i], done[i]));
+                }
+            }
+            let out = self.run(&mut picked, &pieces, steps)?;
+            for (j, &i) in live.iter().enumerate() {
+                probs[i].extend((0..steps).map(|t| out[t * live.len() + j]));
+                done[i] += steps;
+            }
+        }
+        Ok(probs)
+    }
+
+    /// One model call: `steps` chunks of each stream, stream `j` starting at chunk
+    /// `pieces[j].1` of `pieces[j].0`. Returns `[steps, streams]` probabilities.
+    fn run(
+        &self,
+        streams: &mut [&mut VadStream],
+        pieces: &[(&[f32], usize)],
+        steps: usize,
+    ) -> Result<Vec<f32>> {
+        let b = streams.len();
+        let width = CONTEXT + CHUNK;
+        let mut input = vec![0f32; steps * b * width];
+        let mut state = vec![0f32; 2 * b * STATE];
+        let mut contexts = Vec::with_capacity(b);
+        for (j, (stream, &(samples, first))) in streams.iter().zip(pieces).enumerate() {
+            for (l, layer) in stream.state.iter().enumerate() {
+                state[(l * b + j) * STATE..(l * b + j + 1) * STATE].copy_from_slice(layer);
+            }
+            let mut context = stream.context;
+            for t in 0..steps {
+                let row = &mut input[(t * b + j) * width..(t * b + j + 1) * width];
+                row[..CONTEXT].copy_from_slice(&context);
+                let at = (first + t) * CHUNK;
+                let chunk = &samples[at..(at + CHUNK).min(samples.len())];
+                row[CONTEXT..CONTEXT + chunk.len()].copy_from_slice(chunk);
+                context.copy_from_slice(&row[width - CONTEXT..]);
+            }
+            contexts.push(context);
+        }
+        let ctx = || format!("Silero VAD ({})", self.path.display());
+        let input_t = TensorRef::from_array_view(([steps, b, width], &input[..]))
+            .map_err(ort_error(ctx()))?;
+        let state_t =
+            TensorRef::from_array_view(([2, b, STATE], &state[..])).map_err(ort_error(ctx()))?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs!["input" => input_t, "state" => state_t])
+            .map_err(ort_error(ctx()))?;
+        let (_, probs) = outputs["output"]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_error(ctx()))?;
+        let (_, new_state) = outputs["stateN"]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_error(ctx()))?;
+        if probs.len() != steps * b || new_state.len() != 2 * b * STATE {
+            return Err(ModelError::Ort {
+                context: ctx(),
+                message: one_line(format!(
+                    "unexpected output sizes {} and {} for {steps} steps of {b} streams",
+                    probs.len(),
+                    new_state.len()
+                )),
+            });
+        }
+        for (j, (s, context)) in streams.iter_mut().zip(contexts).enumerate() {
+            s.context = context;
+            for l in 0..2 {
+                let at = (l * b + j) * STATE;
+                s.state[l].copy_from_slice(&new_state[at..at + STATE]);
+            }
+            s.chunks += steps as u64;
+        }
+        Ok(probs.to_vec())
+    }
+
     /// Advances each stream by one chunk and returns each stream's speech probability
     /// (one model call for the whole batch). `chunks[i]` is stream `i`'s next
     /// [`CHUNK`] samples at 16 kHz in [-1, 1]; a shorter chunk (end of a stream) is
-    /// zero-padded. Results equal one-at-a-time processing of each stream.
+    /// zero-padded.
     pub fn process_batch(
         &self,
         streams: &mut [&mut VadStream],
@@ -138,67 +258,20 @@ impl SileroVad {
                 chunks.len()
             )));
         }
-        if n == 0 {
-            return Ok(Vec::new());
+        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.len() > CHUNK) {
+            return Err(ModelError::InvalidInput(format!(
+                "VAD chunk {i} has {} samples, at most {CHUNK} allowed",
+                c.len()
+            )));
         }
-        let width = CONTEXT + CHUNK;
-        let mut input = vec![0f32; n * width];
-        let mut state = vec![0f32; 2 * n * STATE];
-        for (i, (s, c)) in streams.iter().zip(chunks).enumerate() {
-            if c.len() > CHUNK {
-                return Err(ModelError::InvalidInput(format!(
-                    "VAD chunk {i} has {} samples, at most {CHUNK} allowed",
-                    c.len()
-                )));
-            }
-            let row = &mut input[i * width..(i + 1) * width];
-            row[..CONTEXT].copy_from_slice(&s.context);
-            row[CONTEXT..CONTEXT + c.len()].copy_from_slice(c);
-            for (l, layer) in s.state.iter().enumerate() {
-                let at = (l * n + i) * STATE;
-                state[at..at + STATE].copy_from_slice(layer);
-            }
-        }
-        let new_context: Vec<[f32; CONTEXT]> = (0..n)
-            .map(|i| {
-                let mut c = [0f32; CONTEXT];
-                c.copy_from_slice(&input[(i + 1) * width - CONTEXT..(i + 1) * width]);
-                c
-            })
+        // An empty chunk still advances its stream by one (all-zero) chunk.
+        let zeros = [0f32; 1];
+        let chunks: Vec<&[f32]> = chunks
+            .iter()
+            .map(|c| if c.is_empty() { &zeros[..] } else { *c })
             .collect();
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let ctx = || format!("Silero VAD ({})", self.path.display());
-        let input = Tensor::from_array(([n, width], input)).map_err(ort_error(ctx()))?;
-        let state = Tensor::from_array(([2, n, STATE], state)).map_err(ort_error(ctx()))?;
-        let sr = Tensor::from_array(arr0::<i64>(SAMPLE_RATE as i64)).map_err(ort_error(ctx()))?;
-        let outputs = session
-            .run(ort::inputs!["input" => input, "state" => state, "sr" => sr])
-            .map_err(ort_error(ctx()))?;
-        let (_, probs) = outputs["output"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_error(ctx()))?;
-        let (_, new_state) = outputs["stateN"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_error(ctx()))?;
-        if probs.len() != n || new_state.len() != 2 * n * STATE {
-            return Err(ModelError::Ort {
-                context: ctx(),
-                message: one_line(format!(
-                    "unexpected output sizes {} and {} for batch {n}",
-                    probs.len(),
-                    new_state.len()
-                )),
-            });
-        }
-        for (i, (s, ctx)) in streams.iter_mut().zip(new_context).enumerate() {
-            s.context = ctx;
-            for l in 0..2 {
-                let at = (l * n + i) * STATE;
-                s.state[l].copy_from_slice(&new_state[at..at + STATE]);
-            }
-            s.chunks += 1;
-        }
-        Ok(probs.to_vec())
+        let probs = self.process_streams(streams, &chunks)?;
+        Ok(probs.into_iter().map(|p| p[0]).collect())
     }
 
     /// Advances one stream by one chunk (see [`process_batch`](Self::process_batch)).
@@ -210,10 +283,10 @@ impl SileroVad {
     /// last chunk zero-padded), like Silero's Python `get_speech_timestamps` sees them.
     pub fn probabilities(&self, samples_16k: &[f32]) -> Result<Vec<f32>> {
         let mut stream = VadStream::new();
-        samples_16k
-            .chunks(CHUNK)
-            .map(|c| self.process_chunk(&mut stream, c))
-            .collect()
+        Ok(self
+            .process_streams(&mut [&mut stream], &[samples_16k])?
+            .pop()
+            .unwrap_or_default())
     }
 }
 
@@ -346,11 +419,99 @@ mod tests {
         assert!(vad.process_batch(&mut [], &[]).unwrap().is_empty());
     }
 
+    /// Silero's own graph (`silero_vad.onnx`, one chunk per call), run chunk by chunk:
+    /// the reference the converted sequence graph must reproduce.
+    fn silero_reference(samples: &[f32]) -> Vec<f32> {
+        let path = model_path(MODEL_NAME).unwrap_or_else(|e| panic!("{e}"));
+        let mut session = create_session(&path, &SessionConfig::default()).unwrap();
+        let mut state = vec![0f32; 2 * STATE];
+        let mut context = [0f32; CONTEXT];
+        let mut out = Vec::new();
+        for chunk in samples.chunks(CHUNK) {
+            let mut row = vec![0f32; CONTEXT + CHUNK];
+            row[..CONTEXT].copy_from_slice(&context);
+            row[CONTEXT..CONTEXT + chunk.len()].copy_from_slice(chunk);
+            context.copy_from_slice(&row[CHUNK..]);
+            let input = ort::value::Tensor::from_array(([1, CONTEXT + CHUNK], row)).unwrap();
+            let st = ort::value::Tensor::from_array(([2, 1, STATE], state.clone())).unwrap();
+            let sr = ort::value::Tensor::from_array(ndarray::arr0::<i64>(16_000)).unwrap();
+            let o = session
+                .run(ort::inputs!["input" => input, "state" => st, "sr" => sr])
+                .unwrap();
+            out.push(o["output"].try_extract_tensor::<f32>().unwrap().1[0]);
+            state = o["stateN"].try_extract_tensor::<f32>().unwrap().1.to_vec();
+        }
+        out
+    }
+
+    #[test]
+    fn sequence_graph_equals_silero_chunk_by_chunk() {
+        let vad = vad();
+        let clips: Vec<Vec<f32>> = [
+            "sense_and_sensibility_01_austen_64kb-0870",
+            "sense_and_sensibility_01_austen_64kb-0930",
+        ]
+        .iter()
+        .map(|n| librivox(n))
+        .collect();
+        let mut worst = 0f32;
+        for clip in &clips {
+            let ours = vad.probabilities(clip).unwrap();
+            let reference = silero_reference(clip);
+            assert_eq!(ours.len(), reference.len());
+            for (k, (a, b)) in ours.iter().zip(&reference).enumerate() {
+                assert!((a - b).abs() < 1e-4, "chunk {k}: {a} vs Silero's {b}");
+                worst = worst.max((a - b).abs());
+            }
+        }
+        eprintln!("sequence graph vs Silero's graph: max difference {worst:e}");
+    }
+
+    #[test]
+    fn streams_fed_in_pieces_and_together_equal_one_stream_alone() {
+        let vad = vad();
+        let a = librivox("sense_and_sensibility_01_austen_64kb-0880");
+        let b = librivox("sense_and_sensibility_01_austen_64kb-0890");
+        let alone = [
+            vad.probabilities(&a).unwrap(),
+            vad.probabilities(&b).unwrap(),
+        ];
+        // Both streams together, each fed in two pieces of whole chunks (a split
+        // mid-stream must carry context and state across calls).
+        let (split_a, split_b) = (CHUNK * 37, CHUNK * 150);
+        let mut streams = [VadStream::new(), VadStream::new()];
+        let [sa, sb] = &mut streams;
+        let first = vad
+            .process_streams(&mut [sa, sb], &[&a[..split_a], &b[..split_b]])
+            .unwrap();
+        let [sa, sb] = &mut streams;
+        let second = vad
+            .process_streams(&mut [sa, sb], &[&a[split_a..], &b[split_b..]])
+            .unwrap();
+        for (i, (f, s)) in first.into_iter().zip(second).enumerate() {
+            let together: Vec<f32> = f.into_iter().chain(s).collect();
+            assert_eq!(together.len(), alone[i].len());
+            assert_eq!(streams[i].chunks_processed() as usize, together.len());
+            for (k, (x, y)) in together.iter().zip(&alone[i]).enumerate() {
+                assert!((x - y).abs() < 1e-5, "stream {i} chunk {k}: {x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn silero_own_graph_is_refused_with_the_conversion_to_run() {
+        let path = model_path(MODEL_NAME).unwrap_or_else(|e| panic!("{e}"));
+        let e = SileroVad::from_path(&path, &SessionConfig::default()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("silero_to_sequence.py"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
     #[test]
     fn shared_instance_is_reused() {
         let a = SileroVad::shared(&SessionConfig::default()).unwrap_or_else(|e| panic!("{e}"));
         let b = SileroVad::shared(&SessionConfig::default()).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(a.path().ends_with("models/silero_vad.onnx"));
+        assert!(a.path().ends_with("models/silero_vad_sequence.onnx"));
     }
 }

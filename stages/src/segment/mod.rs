@@ -3,7 +3,7 @@
 //!
 //! Each source is decoded with the backbone decoder ([`crate::audio`], 16 kHz mono),
 //! run through Silero VAD (512-sample chunks with 64 samples of context; the sources
-//! of one UDF call advance together, one model call per step), and cut & merged.
+//! of one UDF call advance together, many chunks per model call), and cut & merged.
 //! One source gives many rows: the UDF `speechmill_segment` returns a list of
 //! segment structs per source and the plan unnests it. A source that cannot be used
 //! returns a one-element list whose `reason` is set (`corrupt: …`, `no_speech`, …),
@@ -37,10 +37,9 @@ use datafusion::logical_expr::{
     Volatility,
 };
 use serde::{Deserialize, Serialize};
-use speechmill_models::vad::MODEL_NAME;
+use speechmill_models::vad::{MODEL_NAME, sequence_model_path};
 use speechmill_models::{
-    CHUNK, ModelError, SAMPLE_RATE, SessionConfig, SileroVad, VadStream, model_path, model_sha256,
-    shared,
+    CHUNK, ModelError, SAMPLE_RATE, SessionConfig, SileroVad, VadStream, model_sha256, shared,
 };
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
@@ -226,7 +225,7 @@ impl ConfiguredStage for ConfiguredSegment {
     }
 
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
-        let sha = model_path(MODEL_NAME)
+        let sha = sequence_model_path()
             .and_then(|p| model_sha256(&p))
             .map_err(|e| Error::node(&cx.node, format!("Silero VAD: {e}")))?;
         Ok(serde_json::json!({ "vad_model": MODEL_NAME, "vad_sha256": sha }))
@@ -297,7 +296,7 @@ struct VadPool {
 
 impl VadPool {
     fn get() -> Result<Arc<VadPool>, ModelError> {
-        let path = model_path(MODEL_NAME)?;
+        let path = sequence_model_path()?;
         shared(&format!("segment|{}", path.display()), || {
             // Load one session now so a broken model fails here, once.
             let first = SileroVad::from_path(&path, &SessionConfig::default())?;
@@ -323,46 +322,32 @@ impl VadPool {
     }
 }
 
-/// Speech probability of every 512-sample chunk of each source (16 kHz PCM16), the
-/// sources advancing together: one model call per chunk step for all live sources.
+/// Speech probability of every 512-sample chunk of each source (16 kHz PCM16). The
+/// sources advance together, a block of chunks per model call; each block is converted
+/// to f32 on the way, so no f32 copy of a whole source is held.
 pub fn vad_probabilities(vad: &SileroVad, sources: &[&[i16]]) -> Result<Vec<Vec<f32>>, ModelError> {
+    const BLOCK: usize = 512 * CHUNK; // 16 s of audio per source per step
     let n = sources.len();
     let mut streams = vec![VadStream::new(); n];
     let mut probs: Vec<Vec<f32>> = sources
         .iter()
         .map(|s| Vec::with_capacity(s.len().div_ceil(CHUNK)))
         .collect();
-    let mut buffers = vec![[0f32; CHUNK]; n];
-    let steps = sources
-        .iter()
-        .map(|s| s.len().div_ceil(CHUNK))
-        .max()
-        .unwrap_or(0);
-    for step in 0..steps {
-        let at = step * CHUNK;
-        let live: Vec<usize> = (0..n).filter(|&i| at < sources[i].len()).collect();
-        let mut lens = Vec::with_capacity(live.len());
-        for &i in &live {
-            let chunk = &sources[i][at..(at + CHUNK).min(sources[i].len())];
-            for (b, &s) in buffers[i].iter_mut().zip(chunk) {
-                *b = s as f32 / 32768.0;
-            }
-            lens.push(chunk.len());
+    let longest = sources.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut buffers: Vec<Vec<f32>> = vec![Vec::with_capacity(BLOCK); n];
+    for at in (0..longest).step_by(BLOCK) {
+        for (buffer, source) in buffers.iter_mut().zip(sources) {
+            buffer.clear();
+            let block = &source[at.min(source.len())..(at + BLOCK).min(source.len())];
+            buffer.extend(block.iter().map(|&s| s as f32 / 32768.0));
         }
-        let chunks: Vec<&[f32]> = live
-            .iter()
-            .zip(&lens)
-            .map(|(&i, &len)| &buffers[i][..len])
-            .collect();
-        let mut refs: Vec<&mut VadStream> = streams
+        let pieces: Vec<&[f32]> = buffers.iter().map(Vec::as_slice).collect();
+        let mut refs: Vec<&mut VadStream> = streams.iter_mut().collect();
+        for (p, out) in probs
             .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| at < sources[*i].len())
-            .map(|(_, s)| s)
-            .collect();
-        let out = vad.process_batch(&mut refs, &chunks)?;
-        for (&i, p) in live.iter().zip(out) {
-            probs[i].push(p);
+            .zip(vad.process_streams(&mut refs, &pieces)?)
+        {
+            p.extend(out);
         }
     }
     Ok(probs)
