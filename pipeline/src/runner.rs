@@ -105,10 +105,11 @@ impl Runner {
                         store: self.store.clone(),
                         node: node.name.clone(),
                     };
-                    let extra = stage
-                        .fingerprint_material(&cx)
-                        .await
-                        .map_err(|e| Error::node(&node.name, e))?;
+                    let extra = stage.fingerprint_material(&cx).await.map_err(|e| match e {
+                        // Already names its node: do not name it twice.
+                        Error::Node { .. } => e,
+                        other => Error::node(&node.name, other),
+                    })?;
                     fingerprint::material(
                         stage.stage_name(),
                         stage.version(),
