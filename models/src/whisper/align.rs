@@ -50,14 +50,15 @@ pub fn dtw(cost: &[f64], n: usize, m: usize) -> Vec<(usize, usize)> {
     path
 }
 
-/// Median filter of odd `width` along each row (reflect padding), numpy-style.
-fn median_filter_rows(data: &mut [f64], rows: usize, cols: usize, width: usize) {
-    let pad = width / 2;
+/// Median filter of width [`MEDIAN_FILTER_WIDTH`] along each row (reflect padding),
+/// numpy-style.
+fn median_filter_rows(data: &mut [f64], rows: usize, cols: usize) {
+    const WIDTH: usize = MEDIAN_FILTER_WIDTH;
+    let pad = WIDTH / 2;
     if cols <= pad {
         return;
     }
     let mut padded = vec![0f64; cols + 2 * pad];
-    let mut window = vec![0f64; width];
     for r in 0..rows {
         let row = &mut data[r * cols..(r + 1) * cols];
         for (k, p) in padded.iter_mut().enumerate() {
@@ -72,9 +73,10 @@ fn median_filter_rows(data: &mut [f64], rows: usize, cols: usize, width: usize) 
             *p = row[i];
         }
         for (c, out) in row.iter_mut().enumerate() {
-            window.copy_from_slice(&padded[c..c + width]);
-            window.sort_by(f64::total_cmp);
-            *out = window[pad];
+            let mut window = [0f64; WIDTH];
+            window.copy_from_slice(&padded[c..c + WIDTH]);
+            let (_, median, _) = window.select_nth_unstable_by(pad, f64::total_cmp);
+            *out = *median;
         }
     }
 }
@@ -120,7 +122,7 @@ pub fn token_frame_path(
                 *v = if sd > 0.0 { (*v - mu) / sd } else { 0.0 };
             }
         }
-        median_filter_rows(&mut w, rows, frames, MEDIAN_FILTER_WIDTH);
+        median_filter_rows(&mut w, rows, frames);
         for (m, v) in mean.iter_mut().zip(&w) {
             *m += v / heads as f64;
         }
@@ -195,7 +197,7 @@ mod tests {
     #[test]
     fn median_filter_removes_spikes() {
         let mut row = vec![0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 0.0];
-        median_filter_rows(&mut row, 1, 8, 7);
+        median_filter_rows(&mut row, 1, 8);
         assert!(row.iter().all(|&v| v == 0.0));
     }
 }

@@ -10,6 +10,7 @@
 
 mod align;
 mod config;
+mod logits;
 mod mel;
 mod model;
 mod text;
@@ -17,8 +18,10 @@ mod text;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+
+use logits::{log_softmax, log_sum_exp, sample_softmax, softmax_prob, top_k};
 
 pub use config::{SpecialTokens, WhisperConfig};
 pub use mel::{HOP, LogMel, MelExtractor, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
@@ -27,9 +30,8 @@ pub use text::{TimedWord, WhisperTokenizer, compression_ratio};
 
 use crate::runtime::{ModelError, Result, SessionConfig, model_path, model_sha256, shared};
 
-/// Decoder rows (windows × beams) per call: bounds the repeated cross-attention
-/// tensors (37 MB per row for Whisper base).
-const MAX_DECODER_ROWS: usize = 16;
+/// Decoder rows (windows × beams) per call.
+const MAX_DECODER_ROWS: usize = 64;
 
 /// Which decoder graph to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -37,8 +39,19 @@ pub enum Precision {
     /// fp32 encoder and decoder.
     #[default]
     Fp32,
-    /// fp32 encoder, int8 (dynamically quantised) decoder: the fastest on CPUs here.
+    /// int8 weights in the encoder and decoder (blockwise, with int8 activations per
+    /// block): the fastest on CPU.
     Int8,
+}
+
+impl Precision {
+    /// The encoder and decoder files of this precision.
+    fn files(self) -> [&'static str; 2] {
+        match self {
+            Precision::Fp32 => ["encoder.onnx", "decoder.onnx"],
+            Precision::Int8 => ["encoder_int8.onnx", "decoder_int8.onnx"],
+        }
+    }
 }
 
 impl std::str::FromStr for Precision {
@@ -167,17 +180,10 @@ impl Whisper {
     pub fn load(dir: &Path, precision: Precision, session: &SessionConfig) -> Result<Self> {
         let config = WhisperConfig::load(&dir.join("whisper.json"))?;
         let tokenizer = WhisperTokenizer::load(&dir.join("tokenizer.json"), config.tokens.eot)?;
-        let decoder = match precision {
-            Precision::Fp32 => "decoder.onnx",
-            Precision::Int8 => "decoder_int8.onnx",
-        };
+        let [encoder, decoder] = precision.files();
         let mel = MelExtractor::new(config.n_mels);
-        let sessions = WhisperSessions::load(
-            config,
-            &dir.join("encoder.onnx"),
-            &dir.join(decoder),
-            session,
-        )?;
+        let sessions =
+            WhisperSessions::load(config, &dir.join(encoder), &dir.join(decoder), session)?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -203,12 +209,9 @@ impl Whisper {
 
     /// The sha256 over the files this model reads (for fingerprints).
     pub fn files_sha256(dir: &Path, precision: Precision) -> Result<String> {
-        let decoder = match precision {
-            Precision::Fp32 => "decoder.onnx",
-            Precision::Int8 => "decoder_int8.onnx",
-        };
+        let [encoder, decoder] = precision.files();
         let mut all = String::new();
-        for f in ["whisper.json", "tokenizer.json", "encoder.onnx", decoder] {
+        for f in ["whisper.json", "tokenizer.json", encoder, decoder] {
             all.push_str(&model_sha256(&dir.join(f))?);
         }
         Ok(all)
@@ -302,8 +305,8 @@ impl Whisper {
                 break;
             }
             let rows: Vec<usize> = pending.clone();
-            // Each window's cross-attention tensors are repeated once per beam (or
-            // sample): decode a few windows at a time to bound that memory.
+            // A window's beams (or samples) share its cross-attention tensors; the
+            // rows of one call are bounded to keep the self-attention cache small.
             let width = if temperature <= 0.0 {
                 options.beam_size
             } else {
@@ -312,13 +315,21 @@ impl Whisper {
             .max(1);
             let mut results = Vec::with_capacity(rows.len());
             for group in rows.chunks((MAX_DECODER_ROWS / width).max(1)) {
-                let sub_cross = self.sessions.select_cross(&cross, group);
+                let whole =
+                    group.len() == cross.batch && group.iter().enumerate().all(|(i, &r)| i == r);
+                let selected;
+                let sub_cross = if whole {
+                    &cross
+                } else {
+                    selected = self.sessions.select_cross(&cross, group);
+                    &selected
+                };
                 let sub_prompts: Vec<Vec<u32>> =
                     group.iter().map(|&r| prompts[r].clone()).collect();
                 results.extend(if temperature <= 0.0 {
-                    self.beam_search(&sub_cross, &sub_prompts, width, options.patience)?
+                    self.beam_search(sub_cross, &sub_prompts, width, options.patience)?
                 } else {
-                    self.sample(&sub_cross, &sub_prompts, width, temperature, &mut rng)?
+                    self.sample(sub_cross, &sub_prompts, width, temperature, &mut rng)?
                 });
             }
             let mut still = Vec::new();
@@ -389,9 +400,15 @@ impl Whisper {
                 (Some(ns), Some(lp)) if no_speech[row] > ns && attempt.avg_logprob < lp
             );
             let words = if options.word_timestamps && !silent && !attempt.tokens.is_empty() {
-                let one = self.sessions.select_cross(&cross, &[row]);
+                let selected;
+                let one = if cross.batch == 1 {
+                    &cross
+                } else {
+                    selected = self.sessions.select_cross(&cross, &[row]);
+                    &selected
+                };
                 self.word_timestamps(
-                    &one,
+                    one,
                     &prompts[row],
                     &attempt.tokens,
                     content_frames[row],
@@ -428,15 +445,9 @@ impl Whisper {
     fn first_position(&self, cross: &CrossKv) -> Result<Vec<Vec<f32>>> {
         let c = self.config();
         let tokens = vec![c.tokens.sot as i64; cross.batch];
-        let out = self.sessions.decode(
-            &tokens,
-            &KvCache {
-                batch: cross.batch,
-                ..KvCache::default()
-            },
-            cross,
-            false,
-        )?;
+        let out = self
+            .sessions
+            .decode(&tokens, &KvCache::empty(cross.batch), cross, false)?;
         Ok(out.logits.chunks(c.n_vocab).map(|r| r.to_vec()).collect())
     }
 
@@ -547,14 +558,8 @@ impl Whisper {
         let c = self.config();
         let eot = c.tokens.eot;
         let n = cross.batch;
+        // Rows are window-major: window w's beams are rows w*beam .. (w+1)*beam.
         let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, beam)).collect();
-        let repeated;
-        let cross = if beam == 1 {
-            cross
-        } else {
-            repeated = self.sessions.select_cross(cross, &rows);
-            &repeated
-        };
         let max_candidates = ((beam as f64 * patience).round() as usize).max(1);
         let prompt_len = prompts[0].len();
         if prompts.iter().any(|p| p.len() != prompt_len) {
@@ -572,16 +577,13 @@ impl Whisper {
             .collect();
         let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
         let mut done = vec![false; n];
-        let mut cache = KvCache {
-            batch: n * beam,
-            ..KvCache::default()
-        };
+        let mut cache = KvCache::empty(n * beam);
         let mut input: Vec<i64> = rows
             .iter()
             .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
             .collect();
         for step in 0..max_new {
-            let out = self.sessions.decode(&input, &cache, cross, false)?;
+            let mut out = self.sessions.decode(&input, &cache, cross, false)?;
             let t = input.len() / (n * beam);
             let v = c.n_vocab;
             let mut next_tokens = Vec::with_capacity(n * beam);
@@ -595,11 +597,11 @@ impl Whisper {
                 for b in 0..beams {
                     let r = w * beam + b;
                     let at = (r * t + t - 1) * v;
-                    let mut logits = out.logits[at..at + v].to_vec();
-                    self.suppress(&mut logits, step == 0);
-                    let logprobs = log_softmax(&logits);
-                    for (tok, lp) in top_k(&logprobs, beam + 1) {
-                        candidates.push((live[r].sum_logprob + lp, r, tok));
+                    let logits = &mut out.logits[at..at + v];
+                    self.suppress(logits, step == 0);
+                    let lse = log_sum_exp(logits);
+                    for (tok, logit) in top_k(logits, beam + 1) {
+                        candidates.push((live[r].sum_logprob + logit as f64 - lse, r, tok));
                     }
                 }
                 candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -646,12 +648,7 @@ impl Whisper {
             if done.iter().all(|&d| d) {
                 break;
             }
-            let identity = sources.iter().enumerate().all(|(i, &r)| i == r);
-            cache = if identity {
-                out.cache
-            } else {
-                self.sessions.select_cache(&out.cache, &sources)
-            };
+            cache = self.sessions.select_cache(out.cache, &sources)?;
             live = next_live;
             input = next_tokens;
         }
@@ -694,7 +691,6 @@ impl Whisper {
         let rows: Vec<usize> = (0..n)
             .flat_map(|i| std::iter::repeat_n(i, best_of))
             .collect();
-        let cross = self.sessions.select_cross(cross, &rows);
         let max_new = self.max_new_tokens(prompts[0].len());
         let mut hyps: Vec<Hypothesis> = (0..rows.len())
             .map(|_| Hypothesis {
@@ -703,16 +699,13 @@ impl Whisper {
             })
             .collect();
         let mut finished = vec![false; rows.len()];
-        let mut cache = KvCache {
-            batch: rows.len(),
-            ..KvCache::default()
-        };
+        let mut cache = KvCache::empty(rows.len());
         let mut input: Vec<i64> = rows
             .iter()
             .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
             .collect();
         for step in 0..max_new {
-            let out = self.sessions.decode(&input, &cache, &cross, false)?;
+            let out = self.sessions.decode(&input, &cache, cross, false)?;
             let t = input.len() / rows.len();
             let v = c.n_vocab;
             let mut next = Vec::with_capacity(rows.len());
@@ -785,15 +778,9 @@ impl Whisper {
         tokens.extend(text_tokens.iter().map(|&t| t as i64));
         tokens.push(c.tokens.eot as i64);
         let rows = tokens.len();
-        let out = self.sessions.decode(
-            &tokens,
-            &KvCache {
-                batch: 1,
-                ..KvCache::default()
-            },
-            cross,
-            true,
-        )?;
+        let out = self
+            .sessions
+            .decode(&tokens, &KvCache::empty(1), cross, true)?;
         // Probability of each text token where it was predicted.
         let v = c.n_vocab;
         let first_text_row = prompt.len() - 1;
@@ -849,85 +836,4 @@ impl Whisper {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-fn log_softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = logits
-        .iter()
-        .map(|&l| (l as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
-    logits.iter().map(|&l| l as f64 - lse).collect()
-}
-
-fn softmax_prob(logits: &[f32], index: usize) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let total: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits
-        .get(index)
-        .map(|&l| (l as f64 - max).exp() / total)
-        .unwrap_or(0.0)
-}
-
-/// The `k` largest entries as `(index, value)`, largest first (ties: lower index first).
-fn top_k(values: &[f64], k: usize) -> Vec<(u32, f64)> {
-    let mut best: Vec<(u32, f64)> = Vec::with_capacity(k + 1);
-    for (i, &v) in values.iter().enumerate() {
-        if v == f64::NEG_INFINITY {
-            continue;
-        }
-        if best.len() < k || v > best[best.len() - 1].1 {
-            let pos = best.iter().position(|&(_, b)| v > b).unwrap_or(best.len());
-            best.insert(pos, (i as u32, v));
-            best.truncate(k);
-        }
-    }
-    best
-}
-
-fn sample_softmax(scaled: &[f64], rng: &mut StdRng) -> u32 {
-    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let weights: Vec<f64> = scaled.iter().map(|&l| (l - max).exp()).collect();
-    let total: f64 = weights.iter().sum();
-    let mut x = rng.random::<f64>() * total;
-    for (i, w) in weights.iter().enumerate() {
-        if *w > 0.0 {
-            if x < *w {
-                return i as u32;
-            }
-            x -= w;
-        }
-    }
-    weights.iter().rposition(|&w| w > 0.0).unwrap_or(0) as u32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn top_k_keeps_the_largest_in_order() {
-        let v = [0.1, 3.0, f64::NEG_INFINITY, 2.0, 3.0, -1.0];
-        assert_eq!(top_k(&v, 3), vec![(1, 3.0), (4, 3.0), (3, 2.0)]);
-    }
-
-    #[test]
-    fn log_softmax_sums_to_one() {
-        let lp = log_softmax(&[1.0, 2.0, f32::NEG_INFINITY, 0.5]);
-        let total: f64 = lp.iter().map(|l| l.exp()).sum();
-        assert!((total - 1.0).abs() < 1e-12);
-        assert_eq!(lp[2], f64::NEG_INFINITY);
-    }
-
-    #[test]
-    fn sampling_never_picks_a_suppressed_token() {
-        let mut rng = StdRng::seed_from_u64(7);
-        let scaled = [f64::NEG_INFINITY, 0.0, f64::NEG_INFINITY, 0.0];
-        for _ in 0..200 {
-            let t = sample_softmax(&scaled, &mut rng);
-            assert!(t == 1 || t == 3);
-        }
-    }
 }

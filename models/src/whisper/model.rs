@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ort::session::{Session, SessionInputValue};
-use ort::value::{Tensor, TensorRef};
+use ort::value::{DynValue, Tensor, TensorRef};
 
 use super::config::WhisperConfig;
 use crate::runtime::{ModelError, Result, SessionConfig, create_session, ort_error};
 
-/// Encoder output for a batch of windows: `cross_k` `[L, B, H, dh, S]` and
-/// `cross_v` `[L, B, H, S, dh]`.
+/// Encoder output for a batch of windows: `cross_k` `[L, W, H, S, dh]` and
+/// `cross_v` `[L, W, H, dh, S]`.
 #[derive(Debug, Clone)]
 pub struct CrossKv {
     pub batch: usize,
@@ -19,19 +19,33 @@ pub struct CrossKv {
     pub v: Vec<f32>,
 }
 
-/// The decoder's self-attention cache, `[L, B, H, P, dh]` for keys and values.
-#[derive(Debug, Clone, Default)]
+/// The decoder's self-attention cache: per layer, keys and values `[B, H, P, dh]`,
+/// held as the runtime's own output tensors so that a step feeds the previous step's
+/// outputs back without copying them.
+#[derive(Debug)]
 pub struct KvCache {
     pub batch: usize,
     pub past: usize,
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    /// `k_0, v_0, k_1, v_1, …`; empty while `past` is 0.
+    layers: Vec<DynValue>,
+}
+
+impl KvCache {
+    /// The cache before the first token of `batch` rows.
+    pub fn empty(batch: usize) -> Self {
+        KvCache {
+            batch,
+            past: 0,
+            layers: Vec::new(),
+        }
+    }
 }
 
 /// One decoder call's results.
 pub struct DecoderOutput {
     /// `[B, T, V]`
     pub logits: Vec<f32>,
+    /// The cache extended by this call's tokens, rows in input order.
     pub cache: KvCache,
     /// `[B, alignment heads, T, S]`
     pub alignment: Vec<f32>,
@@ -43,6 +57,10 @@ pub struct WhisperSessions {
     decoder: Mutex<Session>,
     encoder_path: PathBuf,
     decoder_path: PathBuf,
+    /// `past_self_k_0, past_self_v_0, …`, then `cross_k_0, cross_v_0, …`
+    past_names: Vec<String>,
+    present_names: Vec<String>,
+    cross_names: Vec<String>,
 }
 
 impl std::fmt::Debug for WhisperSessions {
@@ -64,30 +82,32 @@ impl WhisperSessions {
         let encoder = create_session(encoder_path, session)?;
         let decoder = create_session(decoder_path, session)?;
         check_io(&encoder, encoder_path, &["mel"], &["cross_k", "cross_v"])?;
-        let mut decoder_inputs: Vec<String> = ["tokens", "past_self_k", "past_self_v"]
-            .map(String::from)
-            .to_vec();
-        for l in 0..config.n_dec_layers {
-            decoder_inputs.extend(cross_input_names(l));
-        }
-        let decoder_inputs: Vec<&str> = decoder_inputs.iter().map(String::as_str).collect();
-        check_io(
-            &decoder,
-            decoder_path,
-            &decoder_inputs,
-            &[
-                "logits",
-                "present_self_k",
-                "present_self_v",
-                "alignment_attn",
-            ],
-        )?;
+        let layer_names = |prefix: &str| -> Vec<String> {
+            (0..config.n_dec_layers)
+                .flat_map(|l| [format!("{prefix}_k_{l}"), format!("{prefix}_v_{l}")])
+                .collect()
+        };
+        let past_names = layer_names("past_self");
+        let present_names = layer_names("present_self");
+        let cross_names = layer_names("cross");
+        let inputs: Vec<&str> = std::iter::once("tokens")
+            .chain(past_names.iter().map(String::as_str))
+            .chain(cross_names.iter().map(String::as_str))
+            .collect();
+        let outputs: Vec<&str> = ["logits", "alignment_attn"]
+            .into_iter()
+            .chain(present_names.iter().map(String::as_str))
+            .collect();
+        check_io(&decoder, decoder_path, &inputs, &outputs)?;
         Ok(WhisperSessions {
             config,
             encoder: Mutex::new(encoder),
             decoder: Mutex::new(decoder),
             encoder_path: encoder_path.to_path_buf(),
             decoder_path: decoder_path.to_path_buf(),
+            past_names,
+            present_names,
+            cross_names,
         })
     }
 
@@ -130,8 +150,7 @@ impl WhisperSessions {
         Ok(CrossKv { batch, k, v })
     }
 
-    /// The rows `rows` of `cross` (a row may repeat), e.g. each window repeated once
-    /// per beam.
+    /// The windows `rows` of `cross` (a subset, or one window for word timings).
     pub fn select_cross(&self, cross: &CrossKv, rows: &[usize]) -> CrossKv {
         let row = self.cross_row();
         CrossKv {
@@ -141,24 +160,42 @@ impl WhisperSessions {
         }
     }
 
-    /// The rows `rows` of a cache (beam reordering).
-    pub fn select_cache(&self, cache: &KvCache, rows: &[usize]) -> KvCache {
-        if cache.past == 0 {
-            return KvCache {
-                batch: rows.len(),
-                ..KvCache::default()
-            };
+    /// The rows `rows` of a cache, in that order (beam reordering; a row may repeat).
+    pub fn select_cache(&self, cache: KvCache, rows: &[usize]) -> Result<KvCache> {
+        let identity = rows.len() == cache.batch && rows.iter().enumerate().all(|(i, &r)| i == r);
+        if identity {
+            return Ok(cache);
         }
-        let row = self.config.n_heads * cache.past * self.config.head_dim();
-        KvCache {
+        if cache.past == 0 {
+            return Ok(KvCache::empty(rows.len()));
+        }
+        let c = &self.config;
+        let row = c.n_heads * cache.past * c.head_dim();
+        let shape = [rows.len(), c.n_heads, cache.past, c.head_dim()];
+        let ctx = || format!("Whisper decoder ({})", self.decoder_path.display());
+        let layers = cache
+            .layers
+            .iter()
+            .map(|value| {
+                let (_, data) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(ort_error(ctx()))?;
+                let picked = gather_rows(data, 1, cache.batch, row, rows);
+                Ok(Tensor::from_array((shape, picked))
+                    .map_err(ort_error(ctx()))?
+                    .into_dyn())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
             batch: rows.len(),
             past: cache.past,
-            k: gather_rows(&cache.k, self.config.n_dec_layers, cache.batch, row, rows),
-            v: gather_rows(&cache.v, self.config.n_dec_layers, cache.batch, row, rows),
-        }
+            layers,
+        })
     }
 
     /// One decoder call: `tokens` is `[B, T]` (row-major) after `cache.past` tokens.
+    /// `cross` holds W windows and B is a multiple of W: rows `w*B/W .. (w+1)*B/W`
+    /// (a window's beams or samples) attend to window `w`.
     pub fn decode(
         &self,
         tokens: &[i64],
@@ -167,38 +204,48 @@ impl WhisperSessions {
         want_alignment: bool,
     ) -> Result<DecoderOutput> {
         let c = &self.config;
-        let batch = cross.batch;
-        let t = tokens.len() / batch.max(1);
-        let (l, h, dh, s) = (c.n_dec_layers, c.n_heads, c.head_dim(), c.n_audio_ctx);
+        let batch = cache.batch;
+        let windows = cross.batch;
         let ctx = || format!("Whisper decoder ({})", self.decoder_path.display());
-        let tokens = TensorRef::from_array_view(([batch, t], tokens)).map_err(ort_error(ctx()))?;
-        let past_shape = [l, batch, h, cache.past, dh];
-        let (past_k, past_v) = (
-            past_input(past_shape, &cache.k).map_err(ort_error(ctx()))?,
-            past_input(past_shape, &cache.v).map_err(ort_error(ctx()))?,
-        );
-        let mut inputs: Vec<(String, SessionInputValue<'_>)> = vec![
-            ("tokens".into(), tokens.into()),
-            ("past_self_k".into(), past_k),
-            ("past_self_v".into(), past_v),
-        ];
-        // One view per layer into the stacked encoder output: no copies.
-        let layer = batch * self.cross_row();
-        for (i, (k, v)) in cross
-            .k
-            .chunks_exact(layer)
-            .zip(cross.v.chunks_exact(layer))
-            .enumerate()
-            .take(l)
+        if windows == 0
+            || !batch.is_multiple_of(windows)
+            || !tokens.len().is_multiple_of(batch.max(1))
         {
-            let k = TensorRef::from_array_view(([batch, h, dh, s], k)).map_err(ort_error(ctx()))?;
-            let v = TensorRef::from_array_view(([batch, h, s, dh], v)).map_err(ort_error(ctx()))?;
-            let [k_name, v_name] = cross_input_names(i);
-            inputs.push((k_name, k.into()));
-            inputs.push((v_name, v.into()));
+            return Err(ModelError::InvalidInput(format!(
+                "decoder: {batch} rows of {} tokens over {windows} windows",
+                tokens.len()
+            )));
+        }
+        let t = tokens.len() / batch;
+        let (h, dh, s) = (c.n_heads, c.head_dim(), c.n_audio_ctx);
+        let tokens = TensorRef::from_array_view(([batch, t], tokens)).map_err(ort_error(ctx()))?;
+        let mut inputs: Vec<(&str, SessionInputValue<'_>)> =
+            Vec::with_capacity(1 + self.past_names.len() + self.cross_names.len());
+        inputs.push(("tokens", tokens.into()));
+        if cache.past == 0 {
+            for name in &self.past_names {
+                let empty = Tensor::<f32>::from_array(([batch, h, 0, dh], Vec::new()))
+                    .map_err(ort_error(ctx()))?;
+                inputs.push((name, empty.into()));
+            }
+        } else {
+            for (name, value) in self.past_names.iter().zip(&cache.layers) {
+                inputs.push((name, value.into()));
+            }
+        }
+        // One view per layer into the stacked encoder output: no copies.
+        let layer = windows * self.cross_row();
+        let per_layer = cross.k.chunks_exact(layer).zip(cross.v.chunks_exact(layer));
+        for ((k, v), names) in per_layer.zip(self.cross_names.chunks_exact(2)) {
+            let k =
+                TensorRef::from_array_view(([windows, h, s, dh], k)).map_err(ort_error(ctx()))?;
+            let v =
+                TensorRef::from_array_view(([windows, h, dh, s], v)).map_err(ort_error(ctx()))?;
+            inputs.push((&names[0], k.into()));
+            inputs.push((&names[1], v.into()));
         }
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
-        let out = session.run(inputs).map_err(ort_error(ctx()))?;
+        let mut out = session.run(inputs).map_err(ort_error(ctx()))?;
         let extract = |name: &str| -> Result<Vec<f32>> {
             Ok(out[name]
                 .try_extract_tensor::<f32>()
@@ -207,39 +254,31 @@ impl WhisperSessions {
                 .to_vec())
         };
         let logits = extract("logits")?;
-        let k = extract("present_self_k")?;
-        let v = extract("present_self_v")?;
         let alignment = if want_alignment {
             extract("alignment_attn")?
         } else {
             Vec::new()
         };
+        let layers = self
+            .present_names
+            .iter()
+            .map(|name| {
+                out.remove(name).ok_or_else(|| ModelError::Ort {
+                    context: ctx(),
+                    message: format!("no output {name}"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(DecoderOutput {
             logits,
             cache: KvCache {
                 batch,
                 past: cache.past + t,
-                k,
-                v,
+                layers,
             },
             alignment,
         })
     }
-}
-
-/// The decoder's cross-attention key and value inputs of layer `l`.
-fn cross_input_names(l: usize) -> [String; 2] {
-    [format!("cross_k_{l}"), format!("cross_v_{l}")]
-}
-
-/// A past-cache input; a zero-length past cannot be a borrowed view (no data), so
-/// it is owned.
-fn past_input(shape: [usize; 5], data: &[f32]) -> ort::Result<SessionInputValue<'_>> {
-    Ok(if shape[3] == 0 {
-        Tensor::<f32>::from_array((shape, Vec::new()))?.into()
-    } else {
-        TensorRef::from_array_view((shape, data))?.into()
-    })
 }
 
 /// Gathers rows of the batch axis of a `[L, B, row]` tensor.
