@@ -60,7 +60,8 @@ pub struct Params {
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
-    /// ONNX Runtime threads per model call; 0 = all cores.
+    /// ONNX Runtime threads, split between the encoder and the decoder, which run side
+    /// by side; 0 = all cores.
     #[serde(default)]
     pub threads: usize,
     /// Segments per encoder call. On CPU one is fastest and leanest (measured on
@@ -69,6 +70,9 @@ pub struct Params {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
 }
+
+/// Segments per UDF call (at least `batch_size`).
+const SEGMENTS_PER_CALL: usize = 16;
 
 fn default_model() -> String {
     "whisper-base".into()
@@ -222,7 +226,9 @@ impl ConfiguredStage for ConfiguredAsr {
     }
 
     fn batch_rows(&self) -> Option<usize> {
-        Some(self.params.batch_size)
+        // Several encoder batches per call, so that encoding the next overlaps decoding
+        // this one (Whisper::transcribe); 16 segments of audio are at most 31 MB.
+        Some(self.params.batch_size.max(SEGMENTS_PER_CALL))
     }
 
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {

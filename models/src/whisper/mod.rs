@@ -148,6 +148,16 @@ impl std::fmt::Debug for Whisper {
     }
 }
 
+/// `(language token, code, probability)`; no token for English-only models.
+type Language = (Option<u32>, String, f64);
+
+/// A batch of segments through the encoder, ready to decode.
+struct Encoded {
+    cross: CrossKv,
+    /// Mel frames with audio, per segment (the rest of the 30 s window is padding).
+    content_frames: Vec<usize>,
+}
+
 /// One hypothesis being decoded.
 #[derive(Debug, Clone)]
 struct Hypothesis {
@@ -240,32 +250,56 @@ impl Whisper {
     }
 
     /// Transcribes segments of 16 kHz mono audio, each at most 30 s, encoding up to
-    /// `batch_size` of them per encoder call and decoding them together.
+    /// `batch_size` of them per encoder call and decoding them together. With more
+    /// than one batch, a second thread computes the next batch's log-mel and encoder
+    /// output while this one decodes (the encoder and decoder sessions split the
+    /// threads): both cores stay busy with single-threaded work, which scales better
+    /// than each model call on two threads. (Decoding several batches together after
+    /// the encoder ran ahead was measured slower: the decoder then waits.)
     pub fn transcribe(
         &self,
         segments: &[&[f32]],
         options: &DecodeOptions,
         batch_size: usize,
     ) -> Result<Vec<Transcript>> {
-        let mut out = Vec::with_capacity(segments.len());
-        for chunk in segments.chunks(batch_size.max(1)) {
-            out.extend(self.transcribe_batch(chunk, options)?);
-        }
-        Ok(out)
-    }
-
-    fn transcribe_batch(
-        &self,
-        segments: &[&[f32]],
-        options: &DecodeOptions,
-    ) -> Result<Vec<Transcript>> {
-        let c = self.config();
         if let Some(i) = segments.iter().position(|s| s.len() > WINDOW_SAMPLES) {
             return Err(ModelError::InvalidInput(format!(
                 "segment {i} is {:.1} s long; Whisper takes at most 30 s per segment",
                 segments[i].len() as f64 / SAMPLE_RATE as f64
             )));
         }
+        let batches: Vec<&[&[f32]]> = segments.chunks(batch_size.max(1)).collect();
+        let mut out = Vec::with_capacity(segments.len());
+        if batches.len() <= 1 {
+            for batch in batches {
+                out.extend(self.decode_batch(self.encode_batch(batch)?, options)?);
+            }
+            return Ok(out);
+        }
+        std::thread::scope(|scope| {
+            // One encoded batch waits while the next is encoded: at most three exist.
+            let (sender, encoded) = std::sync::mpsc::sync_channel::<Result<Encoded>>(1);
+            let to_encode = batches.clone();
+            scope.spawn(move || {
+                for batch in to_encode {
+                    let result = self.encode_batch(batch);
+                    let failed = result.is_err();
+                    // A closed channel means the decoder stopped on an error.
+                    if sender.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for result in encoded.iter().take(batches.len()) {
+                out.extend(self.decode_batch(result?, options)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Log-mel features and encoder output of a batch of segments.
+    fn encode_batch(&self, segments: &[&[f32]]) -> Result<Encoded> {
+        let c = self.config();
         let n = segments.len();
         let mut mel = Vec::with_capacity(n * c.n_mels * WINDOW_FRAMES);
         let mut content_frames = Vec::with_capacity(n);
@@ -276,19 +310,37 @@ impl Whisper {
             content_frames.push(frames);
         }
         let cross = self.sessions.encode(&mel, n)?;
-        drop(mel);
+        Ok(Encoded {
+            cross,
+            content_frames,
+        })
+    }
+
+    fn decode_batch(&self, encoded: Encoded, options: &DecodeOptions) -> Result<Vec<Transcript>> {
+        let Encoded {
+            cross,
+            content_frames,
+        } = encoded;
+        let n = cross.batch;
 
         // Language (detected or given) and the no-speech probability, both read from
-        // the logits at <|startoftranscript|>.
-        let first = self.first_position(&cross)?;
-        let languages = first
-            .iter()
-            .map(|logits| self.pick_language(logits, options))
-            .collect::<Result<Vec<_>>>()?;
-        let no_speech: Vec<f64> = first
-            .iter()
-            .map(|l| softmax_prob(l, c.tokens.no_speech as usize))
-            .collect();
+        // the logits at <|startoftranscript|>: from a decoder call of their own when the
+        // language is detected, else from the first decoding's first step (which sees
+        // <|startoftranscript|> first too) to save that call.
+        let (languages, mut no_speech): (Vec<Language>, Vec<Option<f64>>) =
+            match self.given_language(options)? {
+                Some(language) => (vec![language; n], vec![None; n]),
+                None => {
+                    let first = self.first_position(&cross)?;
+                    (
+                        first
+                            .iter()
+                            .map(|l| self.detect_language(l))
+                            .collect::<Result<_>>()?,
+                        first.iter().map(|l| Some(self.no_speech_prob(l))).collect(),
+                    )
+                }
+            };
         let prompts: Vec<Vec<u32>> = languages
             .iter()
             .map(|(lang_token, _, _)| self.prompt(*lang_token))
@@ -326,11 +378,15 @@ impl Whisper {
                 };
                 let sub_prompts: Vec<Vec<u32>> =
                     group.iter().map(|&r| prompts[r].clone()).collect();
-                results.extend(if temperature <= 0.0 {
+                let (hypotheses, first_no_speech) = if temperature <= 0.0 {
                     self.beam_search(sub_cross, &sub_prompts, width, options.patience)?
                 } else {
                     self.sample(sub_cross, &sub_prompts, width, temperature, &mut rng)?
-                });
+                };
+                for (&row, p) in group.iter().zip(first_no_speech) {
+                    no_speech[row].get_or_insert(p);
+                }
+                results.extend(hypotheses);
             }
             let mut still = Vec::new();
             for (&row, hyp) in rows.iter().zip(results) {
@@ -348,7 +404,7 @@ impl Whisper {
                 }
                 if let (Some(ns), Some(lp)) =
                     (options.no_speech_threshold, options.log_prob_threshold)
-                    && no_speech[row] > ns
+                    && no_speech[row].unwrap_or(0.0) > ns
                     && attempt.avg_logprob < lp
                 {
                     needs_fallback = false; // silence: do not retry
@@ -397,7 +453,7 @@ impl Whisper {
             let (_, ref language, language_prob) = languages[row];
             let silent = matches!(
                 (options.no_speech_threshold, options.log_prob_threshold),
-                (Some(ns), Some(lp)) if no_speech[row] > ns && attempt.avg_logprob < lp
+                (Some(ns), Some(lp)) if no_speech[row].unwrap_or(0.0) > ns && attempt.avg_logprob < lp
             );
             let words = if options.word_timestamps && !silent && !attempt.tokens.is_empty() {
                 let selected;
@@ -431,7 +487,7 @@ impl Whisper {
                 language: language.clone(),
                 language_prob,
                 avg_logprob: attempt.avg_logprob,
-                no_speech_prob: no_speech[row],
+                no_speech_prob: no_speech[row].unwrap_or(0.0),
                 compression_ratio: attempt.compression_ratio,
                 temperature: attempt.temperature,
                 no_speech: silent,
@@ -451,26 +507,29 @@ impl Whisper {
         Ok(out.logits.chunks(c.n_vocab).map(|r| r.to_vec()).collect())
     }
 
-    /// `(language token, code, probability)`.
-    fn pick_language(
-        &self,
-        logits: &[f32],
-        options: &DecodeOptions,
-    ) -> Result<(Option<u32>, String, f64)> {
+    /// The language when it needs no detection: English-only models, or a code in
+    /// `options.language` (not `auto`).
+    fn given_language(&self, options: &DecodeOptions) -> Result<Option<Language>> {
         let c = self.config();
         if !c.multilingual {
-            return Ok((None, "en".to_string(), 1.0));
+            return Ok(Some((None, "en".to_string(), 1.0)));
         }
-        if let Some(code) = options.language.as_deref().filter(|l| *l != "auto") {
-            let token = c.language_token(code).ok_or_else(|| {
-                ModelError::InvalidConfig(format!(
-                    "language `{code}` is not one of this model's languages ({})",
-                    c.languages.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-            return Ok((Some(token), code.to_string(), 1.0));
-        }
-        // Softmax over the language tokens only.
+        let Some(code) = options.language.as_deref().filter(|l| *l != "auto") else {
+            return Ok(None);
+        };
+        let token = c.language_token(code).ok_or_else(|| {
+            ModelError::InvalidConfig(format!(
+                "language `{code}` is not one of this model's languages ({})",
+                c.languages.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        Ok(Some((Some(token), code.to_string(), 1.0)))
+    }
+
+    /// The most likely language at `<|startoftranscript|>` (softmax over the language
+    /// tokens only).
+    fn detect_language(&self, logits: &[f32]) -> Result<Language> {
+        let c = self.config();
         let max = c
             .languages
             .values()
@@ -490,6 +549,11 @@ impl Whisper {
             })?;
         let prob = (logits[*token as usize] as f64 - max).exp() / total;
         Ok((Some(*token), code.clone(), prob))
+    }
+
+    /// The probability of `<|nospeech|>` from the logits at `<|startoftranscript|>`.
+    fn no_speech_prob(&self, logits: &[f32]) -> f64 {
+        softmax_prob(logits, self.config().tokens.no_speech as usize)
     }
 
     /// `<|startoftranscript|>` [language, `<|transcribe|>`] `<|notimestamps|>`.
@@ -547,14 +611,15 @@ impl Whisper {
 
     /// Beam search (beam 1 = greedy) over a batch of windows, as openai-whisper's
     /// `BeamSearchDecoder` with `patience`; returns the best hypothesis of each window
-    /// ranked by log-probability per token.
+    /// ranked by log-probability per token, and each window's no-speech probability at
+    /// `<|startoftranscript|>`.
     fn beam_search(
         &self,
         cross: &CrossKv,
         prompts: &[Vec<u32>],
         beam: usize,
         patience: f64,
-    ) -> Result<Vec<Hypothesis>> {
+    ) -> Result<(Vec<Hypothesis>, Vec<f64>)> {
         let c = self.config();
         let eot = c.tokens.eot;
         let n = cross.batch;
@@ -582,10 +647,18 @@ impl Whisper {
             .iter()
             .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
             .collect();
+        let mut no_speech = Vec::with_capacity(n);
         for step in 0..max_new {
             let mut out = self.sessions.decode(&input, &cache, cross, false)?;
             let t = input.len() / (n * beam);
             let v = c.n_vocab;
+            if step == 0 {
+                // Position 0 of each window's first row is <|startoftranscript|>.
+                no_speech.extend((0..n).map(|w| {
+                    let at = w * beam * t * v;
+                    self.no_speech_prob(&out.logits[at..at + v])
+                }));
+            }
             let mut next_tokens = Vec::with_capacity(n * beam);
             let mut sources = Vec::with_capacity(n * beam);
             let mut next_live = Vec::with_capacity(n * beam);
@@ -672,11 +745,12 @@ impl Whisper {
                 });
             best.push(pick);
         }
-        Ok(best)
+        Ok((best, no_speech))
     }
 
     /// Samples `best_of` continuations per window at `temperature` and keeps each
-    /// window's best by log-probability per token.
+    /// window's best by log-probability per token; also returns each window's
+    /// no-speech probability at `<|startoftranscript|>`.
     fn sample(
         &self,
         cross: &CrossKv,
@@ -684,7 +758,7 @@ impl Whisper {
         best_of: usize,
         temperature: f64,
         rng: &mut StdRng,
-    ) -> Result<Vec<Hypothesis>> {
+    ) -> Result<(Vec<Hypothesis>, Vec<f64>)> {
         let c = self.config();
         let eot = c.tokens.eot;
         let n = cross.batch;
@@ -704,10 +778,17 @@ impl Whisper {
             .iter()
             .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
             .collect();
+        let mut no_speech = Vec::with_capacity(n);
         for step in 0..max_new {
             let out = self.sessions.decode(&input, &cache, cross, false)?;
             let t = input.len() / rows.len();
             let v = c.n_vocab;
+            if step == 0 {
+                no_speech.extend((0..n).map(|w| {
+                    let at = w * best_of * t * v;
+                    self.no_speech_prob(&out.logits[at..at + v])
+                }));
+            }
             let mut next = Vec::with_capacity(rows.len());
             for (r, hyp) in hyps.iter_mut().enumerate() {
                 if finished[r] {
@@ -734,7 +815,7 @@ impl Whisper {
             cache = out.cache;
             input = next;
         }
-        Ok((0..n)
+        let best = (0..n)
             .map(|w| {
                 hyps[w * best_of..(w + 1) * best_of]
                     .iter()
@@ -749,7 +830,8 @@ impl Whisper {
                         sum_logprob: 0.0,
                     })
             })
-            .collect())
+            .collect();
+        Ok((best, no_speech))
     }
 
     fn attempt(&self, hyp: Hypothesis, temperature: f64) -> Attempt {
