@@ -243,7 +243,8 @@ fi
 # files and of the converter, and the converter's package pins. Writes into a temporary
 # dir that replaces the old one only when complete, so an interrupted setup leaves the
 # previous model or none, never half of one.
-CONVERTER=("$REPO/models/tools/whisper_to_onnx.py" "$REPO/models/tools/ct2_reader.py")
+CONVERTER=("$REPO/models/tools/whisper_to_onnx.py" "$REPO/models/tools/ct2_reader.py"
+           "$REPO/models/tools/onnx_graph.py")
 convert_whisper() {
   local src="$CACHE/models/$1" dest="$CACHE/models/$2" key tmp f
   if [ ! -f "$src/model.bin" ]; then
@@ -284,7 +285,7 @@ convert_whisper whisper-tiny.en-ct2 whisper-tiny.en
 # temporary-file rules as the Whisper conversion.
 SILERO_CONVERTER="$REPO/models/tools/silero_to_sequence.py"
 SILERO_SRC="$CACHE/models/silero_vad.onnx" SILERO_SEQ="$CACHE/models/silero_vad_sequence.onnx"
-silero_key="$( (sha256sum "$SILERO_SRC" "$SILERO_CONVERTER" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
+silero_key="$( (sha256sum "$SILERO_SRC" "$SILERO_CONVERTER" "$REPO/models/tools/onnx_graph.py" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
               | sha256sum | cut -c1-64)"
 if [ -f "$SILERO_SEQ" ] && [ "$(cat "$SILERO_SEQ.stamp" 2>/dev/null)" = "$silero_key" ]; then
   say "silero: sequence graph present"

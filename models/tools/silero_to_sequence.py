@@ -78,7 +78,6 @@ seeded noise, and the conversion fails if any probability or state differs by > 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 
@@ -86,9 +85,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_graph import IR_VERSION, OPSET, ConvertError, GraphBuilder, sha256_file  # noqa: E402
+
 LAYOUT = "silero-vad-sequence-v1"
-OPSET = 17
-IR_VERSION = 8
 SAMPLE_RATE = 16000
 CHUNK = 512  # new samples per chunk at 16 kHz
 CONTEXT = 64  # samples of the previous chunk prepended to each chunk
@@ -102,20 +102,8 @@ ENCODER_STRIDES = (1, 2, 2, 1)  # kernel 3, pad 1 each
 TOLERANCE = 1e-4
 
 
-class ConvertError(RuntimeError):
-    pass
-
-
 def not_silero(path: str, why: str) -> ConvertError:
     return ConvertError(f"{path}: not a Silero VAD v5/v6 silero_vad.onnx graph ({why})")
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------- reading Silero
@@ -211,37 +199,8 @@ def read_silero(path: str) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- graph building
-class Graph:
-    """A small ONNX graph builder (weights become float32 initializers)."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, onnx.TensorProto] = {}
-        self.counter = 0
-        self.consts: dict[tuple, str] = {}
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}_{self.counter}"
-
-    def op(self, op_type: str, inputs: list[str], n_out: int = 1, out: list[str] | None = None, **attrs):
-        outs = out or [self.fresh(op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.fresh("n_" + op_type), **attrs))
-        return outs[0] if len(outs) == 1 else outs
-
-    def init(self, name: str, array: np.ndarray) -> str:
-        if name in self.inits:
-            raise ConvertError(f"duplicate initializer {name}")
-        self.inits[name] = numpy_helper.from_array(np.array(array, order="C"), name)  # keeps 0-d shapes
-        return name
-
-    def const(self, value, dtype=np.int64) -> str:
-        a = np.asarray(value, dtype=dtype)
-        key = (a.dtype.str, a.shape, a.tobytes())
-        if key not in self.consts:
-            self.consts[key] = self.init(self.fresh("const"), a)
-        return self.consts[key]
+class Graph(GraphBuilder):
+    """The sequence graph being built."""
 
     def model(self, inputs, outputs, meta: dict[str, str], doc: str) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, inputs, outputs, initializer=list(self.inits.values()),

@@ -74,7 +74,6 @@ ones need its 8-bit MatMulNBits, tested with 1.32).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -88,30 +87,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ct2_reader import Ct2Model  # noqa: E402
+from onnx_graph import IR_VERSION, OPSET, ConvertError, GraphBuilder, sha256_file  # noqa: E402
 
 FORMAT = 3
 LAYOUT = "whisper-v2"
-OPSET = 17
-IR_VERSION = 8
 MULTILINGUAL_MIN_VOCAB = 51865
 EXTERNAL_DATA_BYTES = 1_800_000_000  # larger graphs keep their weights in a .data file
 QUANT_BLOCK = 128  # int8 weights: one scale per 128 values along K
 GELU_TANH, GELU = 2, 3  # CTranslate2 ActivationType values (only exact GELU is used by Whisper)
 
 
-class ConvertError(RuntimeError):
-    pass
-
-
 # ---------------------------------------------------------------------- checkpoint facts
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_vocabulary(ct2_dir: str) -> list[str]:
     """Id -> token string, as CTranslate2 sees it (timestamps included)."""
     pj, pt = os.path.join(ct2_dir, "vocabulary.json"), os.path.join(ct2_dir, "vocabulary.txt")
@@ -250,37 +236,12 @@ def whisper_facts(ct2_dir: str, model: Ct2Model) -> dict:
 
 
 # ---------------------------------------------------------------------- graph building
-class Graph:
-    """A small ONNX graph builder over one checkpoint (weights become float32 initializers)."""
+class Graph(GraphBuilder):
+    """A graph over one checkpoint: its variables become float32 initializers."""
 
     def __init__(self, model: Ct2Model, name: str):
-        self.model, self.name = model, name
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, onnx.TensorProto] = {}
-        self.counter = 0
-        self.consts: dict[tuple, str] = {}
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}_{self.counter}"
-
-    def op(self, op_type: str, inputs: list[str], n_out: int = 1, out: list[str] | None = None, **attrs):
-        outs = out or [self.fresh(op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.fresh("n_" + op_type), **attrs))
-        return outs[0] if len(outs) == 1 else outs
-
-    def init(self, name: str, array: np.ndarray) -> str:
-        if name in self.inits:
-            raise ConvertError(f"duplicate initializer {name}")
-        self.inits[name] = numpy_helper.from_array(np.array(array, order="C"), name)  # keeps 0-d shapes
-        return name
-
-    def const(self, value, dtype=np.int64) -> str:
-        a = np.asarray(value, dtype=dtype)
-        key = (a.dtype.str, a.shape, a.tobytes())
-        if key not in self.consts:
-            self.consts[key] = self.init(self.fresh("const"), a)
-        return self.consts[key]
+        super().__init__(name)
+        self.model = model
 
     def weight(self, var: str) -> str:
         """A checkpoint variable as an initializer, shared when it is an alias."""
@@ -341,13 +302,7 @@ class Graph:
         m.ir_version = IR_VERSION
         for k, v in meta.items():
             m.metadata_props.add(key=k, value=v)
-        if sum(t.ByteSize() for t in self.inits.values()) < EXTERNAL_DATA_BYTES:
-            onnx.checker.check_model(m)
-            onnx.save(m, path)
-        else:  # protobuf cannot hold 2 GB: weights go to <file>.data next to it
-            onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                      location=os.path.basename(path) + ".data", size_threshold=1024)
-            onnx.checker.check_model(path)
+        save_checked(m, path)
 
 
 def build_encoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
@@ -482,6 +437,18 @@ def build_decoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
     return g, inputs, outputs
 
 
+def save_checked(m: onnx.ModelProto, path: str) -> None:
+    """Checks and writes `m`; protobuf cannot hold 2 GB, so a larger graph keeps its
+    weights in <file>.data next to it."""
+    if sum(t.ByteSize() for t in m.graph.initializer) < EXTERNAL_DATA_BYTES:
+        onnx.checker.check_model(m)
+        onnx.save(m, path)
+    else:
+        onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=os.path.basename(path) + ".data", size_threshold=1024)
+        onnx.checker.check_model(path)
+
+
 # ---------------------------------------------------------------------- driver
 def metadata(facts: dict) -> dict[str, str]:
     meta = {"speechmill_layout": LAYOUT}
@@ -540,13 +507,7 @@ def quantize_int8(src: str, dst: str) -> None:
     g.ClearField("initializer")
     g.initializer.extend(kept + list(new_inits.values()))
     m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    if sum(t.ByteSize() for t in g.initializer) < EXTERNAL_DATA_BYTES:
-        onnx.checker.check_model(m)
-        onnx.save(m, dst)
-    else:
-        onnx.save(m, dst, save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=os.path.basename(dst) + ".data", size_threshold=1024)
-        onnx.checker.check_model(dst)
+    save_checked(m, dst)
 
 
 def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
