@@ -32,9 +32,34 @@ impl Error {
             message: one_line(&message.to_string()),
         }
     }
+
+    /// This error as one of `node`; an error that already names its node (a stage's
+    /// own) is kept as it is, so the node is not named twice.
+    pub fn in_node(self, node: &str) -> Self {
+        match self {
+            Error::Node { .. } => self,
+            other => Error::node(node, other),
+        }
+    }
 }
 
 /// Collapses a multi-line message (DataFusion wraps errors in context lines) to one.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_that_names_its_node_is_not_named_twice() {
+        let own = Error::node("segment", "Silero VAD: model file missing").in_node("segment");
+        assert_eq!(
+            own.to_string(),
+            "node `segment`: Silero VAD: model file missing"
+        );
+        let other = Error::Store("disk full".into()).in_node("asr");
+        assert_eq!(other.to_string(), "node `asr`: disk full");
+    }
 }

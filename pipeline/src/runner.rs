@@ -105,11 +105,10 @@ impl Runner {
                         store: self.store.clone(),
                         node: node.name.clone(),
                     };
-                    let extra = stage.fingerprint_material(&cx).await.map_err(|e| match e {
-                        // Already names its node: do not name it twice.
-                        Error::Node { .. } => e,
-                        other => Error::node(&node.name, other),
-                    })?;
+                    let extra = stage
+                        .fingerprint_material(&cx)
+                        .await
+                        .map_err(|e| e.in_node(&node.name))?;
                     fingerprint::material(
                         stage.stage_name(),
                         stage.version(),
@@ -236,7 +235,7 @@ impl Runner {
                 stage
                     .plan(&cx, frames)
                     .await
-                    .map_err(|e| Error::node(&node.name, e))?
+                    .map_err(|e| e.in_node(&node.name))?
             }
             NodeKind::Sql(sql) => session
                 .sql(sql)
@@ -252,10 +251,7 @@ impl Runner {
         .map_err(|e| Error::node(&node.name, e))?;
         let written = write_output(&self.store, &node.name, &plan.fingerprint, stream, bar)
             .await
-            .map_err(|e| match e {
-                Error::Node { .. } => e,
-                other => Error::node(&node.name, other),
-            })?;
+            .map_err(|e| e.in_node(&node.name))?;
         let marker = CommitMarker {
             node: node.name.clone(),
             stage: plan.stage.clone(),
