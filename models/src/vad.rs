@@ -159,16 +159,12 @@ impl SileroVad {
             // Every live stream advances by the same number of real chunks, so no
             // stream's state runs past its samples.
             let steps = fewest.min((CHUNKS_PER_CALL / live.len()).max(1));
-            let mut picked: Vec<&mut VadStream> = Vec::with_capacity(live.len());
-            let mut pieces: Vec<(&[f32], usize)> = Vec::with_capacity(live.len());
-            let mut live_iter = live.iter().peekable();
-            for (i, s) in streams.iter_mut().enumerate() {
-                if live_iter.peek() == Some(&&i) {
-                    live_iter.next();
-                    picked.push(s);
-                    pieces.push((samples[i], done[i]));
-                }
-            }
+            let (mut picked, pieces): (Vec<&mut VadStream>, Vec<(&[f32], usize)>) = streams
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| done[*i] < total[*i])
+                .map(|(i, s)| (&mut **s, (samples[i], done[i])))
+                .unzip();
             let out = self.run(&mut picked, &pieces, steps)?;
             for (j, &i) in live.iter().enumerate() {
                 probs[i].extend((0..steps).map(|t| out[t * live.len() + j]));

@@ -81,13 +81,14 @@ impl WhisperSessions {
     ) -> Result<Self> {
         // Whisper::transcribe runs the encoder and the decoder side by side, so each
         // gets half of the threads.
-        let half = |threads: usize| SessionConfig {
+        let with_threads = |threads: usize| SessionConfig {
             intra_threads: threads.max(1),
             ..session.clone()
         };
         let encoder_threads = session.intra_threads / 2;
-        let encoder = create_session(encoder_path, &half(encoder_threads))?;
-        let decoder = create_session(decoder_path, &half(session.intra_threads - encoder_threads))?;
+        let encoder = create_session(encoder_path, &with_threads(encoder_threads))?;
+        let decoder_threads = session.intra_threads - encoder_threads;
+        let decoder = create_session(decoder_path, &with_threads(decoder_threads))?;
         check_io(&encoder, encoder_path, &["mel"], &["cross_k", "cross_v"])?;
         let layer_names = |prefix: &str| -> Vec<String> {
             (0..config.n_dec_layers)
