@@ -145,7 +145,8 @@ fn log_mel_matches_faster_whisper_within_1e_3() {
 }
 
 /// `batch_size` 1 puts each clip in an encoder call of its own, so the encoder runs
-/// ahead on its own thread while the decoder works (the pipelined path).
+/// ahead on its own thread while two decoder threads take the clips in turn (the
+/// pipelined path; the transcripts must still come back in the clips' order).
 fn greedy_tokens_equal(name: &str, batch_size: usize) {
     let reference = reference();
     let whisper = model(name, Precision::Fp32);

@@ -60,8 +60,8 @@ pub struct Params {
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
-    /// ONNX Runtime threads, split between the encoder and the decoder, which run side
-    /// by side; 0 = all cores.
+    /// ONNX Runtime threads: the encoder and two decoders (one from a single thread)
+    /// run side by side, each with half of them; 0 = all cores.
     #[serde(default)]
     pub threads: usize,
     /// Segments per encoder call. On CPU one is fastest and leanest (measured on

@@ -16,7 +16,8 @@ mod model;
 mod text;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -251,11 +252,13 @@ impl Whisper {
 
     /// Transcribes segments of 16 kHz mono audio, each at most 30 s, encoding up to
     /// `batch_size` of them per encoder call and decoding them together. With more
-    /// than one batch, a second thread computes the next batch's log-mel and encoder
-    /// output while this one decodes (the encoder and decoder sessions split the
-    /// threads): both cores stay busy with single-threaded work, which scales better
-    /// than each model call on two threads. (Decoding several batches together after
-    /// the encoder ran ahead was measured slower: the decoder then waits.)
+    /// than one batch, one thread computes log-mel and encoder output ahead while the
+    /// decoder threads (one per decoder session) decode and align the batches it
+    /// hands on: every call is single-threaded work, which scales better than each
+    /// model call on two threads, and with three such threads on two cores neither a
+    /// slow encoder (base) nor a slow decoder (tiny) leaves a core idle. (Decoding
+    /// several batches together after the encoder ran ahead was measured slower: the
+    /// decoder then waits.)
     pub fn transcribe(
         &self,
         segments: &[&[f32]],
@@ -276,25 +279,65 @@ impl Whisper {
             }
             return Ok(out);
         }
-        std::thread::scope(|scope| {
-            // One encoded batch waits while the next is encoded: at most three exist.
-            let (sender, encoded) = std::sync::mpsc::sync_channel::<Result<Encoded>>(1);
+        let workers = self.sessions.decoders();
+        let stop = AtomicBool::new(false);
+        let (to_decode, encoded) = std::sync::mpsc::sync_channel::<(usize, Result<Encoded>)>(1);
+        let encoded = Mutex::new(encoded);
+        let decoded: Vec<(usize, Result<Vec<Transcript>>)> = std::thread::scope(|scope| {
+            // The encoder runs ahead on its own thread while `workers` threads decode
+            // the batches it hands on, each with a decoder session of its own. Which
+            // side is the bottleneck depends on the model (the encoder for base, the
+            // decoder for tiny); with more threads than cores the OS gives the cores
+            // to whichever have work, so none waits on a fixed split.
             let to_encode = batches.clone();
+            let stop = &stop;
             scope.spawn(move || {
-                for batch in to_encode {
+                for (i, batch) in to_encode.into_iter().enumerate() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let result = self.encode_batch(batch);
                     let failed = result.is_err();
-                    // A closed channel means the decoder stopped on an error.
-                    if sender.send(result).is_err() || failed {
+                    if to_decode.send((i, result)).is_err() || failed {
                         break;
                     }
                 }
             });
-            for result in encoded.iter().take(batches.len()) {
-                out.extend(self.decode_batch(result?, options)?);
-            }
-            Ok(out)
-        })
+            let decoders: Vec<_> = (0..workers)
+                .map(|_| {
+                    let encoded = &encoded;
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let next = encoded.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok((i, result)) = next else { break };
+                            let result = result.and_then(|e| self.decode_batch(e, options));
+                            if result.is_err() {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            done.push((i, result));
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
+                        done
+                    })
+                })
+                .collect();
+            decoders
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut decoded = decoded;
+        decoded.sort_by_key(|(i, _)| *i);
+        for (_, result) in decoded {
+            out.extend(result?);
+        }
+        Ok(out)
     }
 
     /// Log-mel features and encoder output of a batch of segments.

@@ -54,7 +54,9 @@ pub struct DecoderOutput {
 pub struct WhisperSessions {
     pub config: WhisperConfig,
     encoder: Mutex<Session>,
-    decoder: Mutex<Session>,
+    /// Sessions of the same decoder graph, one per thread that decodes at a time
+    /// (ort runs a session from one thread at a time).
+    decoders: Vec<Mutex<Session>>,
     encoder_path: PathBuf,
     decoder_path: PathBuf,
     /// `past_self_k_0, past_self_v_0, …`, then `cross_k_0, cross_v_0, …`
@@ -79,16 +81,30 @@ impl WhisperSessions {
         decoder_path: &Path,
         session: &SessionConfig,
     ) -> Result<Self> {
-        // Whisper::transcribe runs the encoder and the decoder side by side, so each
-        // gets half of the threads.
+        // Whisper::transcribe runs the encoder and the decoders side by side: from two
+        // threads up, two decoder sessions (while one decodes, the other takes a core
+        // whenever the encoder waits); the encoder and each decoder get half of the
+        // threads. With one thread, one decoder.
         let with_threads = |threads: usize| SessionConfig {
             intra_threads: threads.max(1),
             ..session.clone()
         };
-        let encoder_threads = session.intra_threads / 2;
-        let encoder = create_session(encoder_path, &with_threads(encoder_threads))?;
-        let decoder_threads = session.intra_threads - encoder_threads;
-        let decoder = create_session(decoder_path, &with_threads(decoder_threads))?;
+        let workers = if session.intra_threads >= 2 { 2 } else { 1 };
+        let half = (session.intra_threads / 2).max(1);
+        // The sessions are built side by side: graph optimisation takes a while.
+        let (encoder, decoders) = std::thread::scope(|scope| {
+            let encoder = scope.spawn(|| create_session(encoder_path, &with_threads(half)));
+            let decoders: Vec<_> = (0..workers)
+                .map(|_| scope.spawn(|| create_session(decoder_path, &with_threads(half))))
+                .collect();
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<Session>>| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            };
+            let decoders: Result<Vec<Session>> = decoders.into_iter().map(join).collect();
+            (join(encoder), decoders)
+        });
+        let (encoder, decoders) = (encoder?, decoders?);
         check_io(&encoder, encoder_path, &["mel"], &["cross_k", "cross_v"])?;
         let layer_names = |prefix: &str| -> Vec<String> {
             (0..config.n_dec_layers)
@@ -106,17 +122,24 @@ impl WhisperSessions {
             .into_iter()
             .chain(present_names.iter().map(String::as_str))
             .collect();
-        check_io(&decoder, decoder_path, &inputs, &outputs)?;
+        for decoder in &decoders {
+            check_io(decoder, decoder_path, &inputs, &outputs)?;
+        }
         Ok(WhisperSessions {
             config,
             encoder: Mutex::new(encoder),
-            decoder: Mutex::new(decoder),
+            decoders: decoders.into_iter().map(Mutex::new).collect(),
             encoder_path: encoder_path.to_path_buf(),
             decoder_path: decoder_path.to_path_buf(),
             past_names,
             present_names,
             cross_names,
         })
+    }
+
+    /// How many decoder sessions there are: how many threads may decode at a time.
+    pub fn decoders(&self) -> usize {
+        self.decoders.len()
     }
 
     fn cross_row(&self) -> usize {
@@ -252,7 +275,12 @@ impl WhisperSessions {
             inputs.push((&names[0], k.into()));
             inputs.push((&names[1], v.into()));
         }
-        let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
+        // A free session if there is one (each decoding thread finds its own).
+        let mut session = self
+            .decoders
+            .iter()
+            .find_map(|d| d.try_lock().ok())
+            .unwrap_or_else(|| self.decoders[0].lock().unwrap_or_else(|p| p.into_inner()));
         let mut out = session.run(inputs).map_err(ort_error(ctx()))?;
         let extract = |name: &str| -> Result<Vec<f32>> {
             Ok(out[name]
