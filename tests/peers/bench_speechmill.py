@@ -103,7 +103,8 @@ def asr(a: argparse.Namespace) -> None:
                                "--set", f"ingest.paths={ingest_paths(bench, manifest)}",
                                "--set", f"asr.model=whisper-{model}",
                                "--set", f"asr.precision={precision}",
-                               "--set", "asr.language=en", "--set", "asr.threads=2"])
+                               "--set", "asr.language=en", "--set", "asr.threads=2",
+                               *[arg for kv in a.set for arg in ("--set", kv)]])
                 rows = sql(a.bin, store, "SELECT uri, start_s, text FROM asr ORDER BY uri, start_s")
             texts: dict[str, list[str]] = {}
             for r in rows:
@@ -181,6 +182,8 @@ def main() -> int:
     p.add_argument("--compute", default="int8,float32")
     p.add_argument("--python", default=sys.executable, help="a Python with faster-whisper (vad)")
     p.add_argument("--json")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="extra `speechmill run --set` for the asr runs (e.g. segment.pad_s=0.4)")
     a = p.parse_args()
     a.cache = os.path.abspath(a.cache)
     asr(a) if a.what == "asr" else vad(a)
