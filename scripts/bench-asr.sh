@@ -18,6 +18,7 @@
 #   faster-whisper: tests/peers/bench_faster_whisper.py (BatchedInferencePipeline with its
 #                   defaults: Silero VAD, batch_size 8, beam 5; language "en")
 #   speechmill:     run_speechmill below
+#   fw-sm-segments: faster-whisper on speechmill's segments (clip_timestamps, no VAD of its own)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,8 +59,19 @@ run_speechmill() {
     --json "$BENCH/vad-results.json"
 }
 
+# faster-whisper again, on speechmill's segments instead of its own VAD's: both decoders on
+# identical audio, so a WER difference between the two tools' rows that this row does not
+# show comes from segmentation, not decoding.
+run_faster_whisper_on_our_segments() {
+  "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" \
+    --models "$MODELS" --compute "$COMPUTE" --clips "$BENCH/speechmill-segments.json" \
+    --json "$BENCH/results-fw-on-speechmill-segments.json" >/dev/null
+}
+
+rm -f "$BENCH"/results-*.json
 run_faster_whisper
 run_speechmill
+run_faster_whisper_on_our_segments
 
 # ------------------------------------------------------------------ table
 "$PEERS_PY" - "$BENCH" <<'PY'

@@ -276,7 +276,10 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def run(cache: str, models: list[str], computes: list[str], out_json: str) -> None:
+def run(cache: str, models: list[str], computes: list[str], out_json: str, clips_json: str | None = None) -> None:
+    """With `clips_json` (speechmill's segments, {file: [[start_s, end_s], ...]}), each file is
+    transcribed on exactly those clips (`clip_timestamps`, no VAD of faster-whisper's own):
+    the decoders compared on identical audio, apart from segmentation."""
     import ctranslate2
     import faster_whisper
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -291,6 +294,12 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str) -> No
     warm = audio[manifest[0]["file"]][: 5 * SR]
     settings = {"pipeline": "BatchedInferencePipeline", "device": "cpu", "cpu_threads": 2, "num_workers": 1,
                 "batch_size": 8, "language": "en", "other": "faster-whisper defaults (VAD on, beam 5)"}
+    clips = None
+    if clips_json:
+        with open(clips_json) as f:
+            clips = json.load(f)
+        settings["segments"] = "speechmill's segment node (clip_timestamps), no VAD of its own"
+    tool = "fw-sm-segments" if clips is not None else "faster-whisper"
     results = []
     for model_name in models:
         ct2_dir = os.path.join(cache, "models", f"whisper-{model_name}-ct2")
@@ -304,14 +313,21 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str) -> No
             wall = cpu = 0.0
             for m in manifest:
                 w0, c0 = time.perf_counter(), time.process_time()
-                segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8)
+                if clips is None:
+                    segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8)
+                elif clips.get(m["file"]):
+                    stamps = [{"start": a, "end": b} for a, b in clips[m["file"]]]
+                    segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8,
+                                                  clip_timestamps=stamps)
+                else:  # no segments: nothing to transcribe (an empty list would mean "use VAD")
+                    segments = []
                 text = " ".join(s.text.strip() for s in segments)  # consuming runs the model
                 dw, dc = time.perf_counter() - w0, time.process_time() - c0
                 wall, cpu = wall + dw, cpu + dc
                 hyps.append(text)
                 files[m["file"]] = {"seconds": round(dw, 3), "wer": round(wer([refs[m["file"]]], [text]), 4),
                                     "text": text}
-            r = {"tool": "faster-whisper", "model": model_name, "compute_type": compute,
+            r = {"tool": tool, "model": model_name, "compute_type": compute,
                  "load_s": round(load_s, 3), "transcribe_s": round(wall, 3), "cpu_s": round(cpu, 3),
                  "audio_s": round(audio_s, 3), "speed": round(audio_s / wall, 2),
                  "cpu_speed": round(audio_s / cpu, 2),
@@ -320,7 +336,7 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str) -> No
             say(f"{model_name} {compute}: load {load_s:.2f}s, {wall:.1f}s for {audio_s:.0f}s of audio "
                 f"({r['speed']:.1f}x), WER {r['wer']:.3f}")
             del pipe, model
-    doc = {"tool": "faster-whisper",
+    doc = {"tool": tool,
            "versions": {"faster_whisper": faster_whisper.__version__, "ctranslate2": ctranslate2.__version__},
            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model()}, "settings": settings,
            "audio": {"files": len(manifest), "seconds": round(audio_s, 3)},
@@ -342,13 +358,15 @@ def main() -> int:
     ap.add_argument("--models", default="tiny.en,base")
     ap.add_argument("--compute", default="int8,float32")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--clips", default=None,
+                    help="run: transcribe these clips ({file: [[start_s, end_s], ...]}) instead of VAD's")
     a = ap.parse_args()
     cache = os.path.abspath(a.cache)
     if a.command == "prepare":
         prepare(os.path.join(cache, "bench-asr"))
     else:
         run(cache, a.models.split(","), a.compute.split(","),
-            a.json or os.path.join(cache, "bench-asr", "results-faster-whisper.json"))
+            a.json or os.path.join(cache, "bench-asr", "results-faster-whisper.json"), a.clips)
     return 0
 
 

@@ -15,7 +15,9 @@ asr  runs dags/corpus.toml (ingest → segment → asr) on every file of manifes
      whole `speechmill run` process: crawl, decode, Silero VAD, model load and
      transcription, so `load_s` is inside `transcribe_s` (faster-whisper's side excludes
      its load, audio decoding and VAD-model load). WER: the segments' text joined per file
-     in time order, scored like faster-whisper's (textnorm.wer, corpus-level).
+     in time order, scored like faster-whisper's (textnorm.wer, corpus-level). The segment
+     node's cuts go to $CACHE/bench-asr/speechmill-segments.json, for faster-whisper to
+     transcribe the same clips (bench_faster_whisper.py run --clips).
 vad  times `speechmill run dags/corpus.toml --until segment` (decode + Silero VAD + cut)
      against faster-whisper's Silero VAD (`get_speech_timestamps`, onnxruntime in Python,
      one thread) on the same files, audio already decoded on the Python side. Reported per
@@ -106,6 +108,13 @@ def asr(a: argparse.Namespace) -> None:
                                "--set", "asr.language=en", "--set", "asr.threads=2",
                                *[arg for kv in a.set for arg in ("--set", kv)]])
                 rows = sql(a.bin, store, "SELECT uri, start_s, text FROM asr ORDER BY uri, start_s")
+                segments = sql(a.bin, store, "SELECT uri, start_s, end_s FROM segment ORDER BY uri, start_s")
+            clips: dict[str, list[list[float]]] = {}
+            for s in segments:
+                clips.setdefault(os.path.basename(s["uri"]), []).append([s["start_s"], s["end_s"]])
+            # The segments do not depend on the model: faster-whisper transcribes them too.
+            with open(os.path.join(bench, "speechmill-segments.json"), "w", encoding="utf-8") as f:
+                json.dump(clips, f)
             texts: dict[str, list[str]] = {}
             for r in rows:
                 texts.setdefault(os.path.basename(r["uri"]), []).append(r["text"] or "")
