@@ -17,6 +17,7 @@ mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
@@ -281,14 +282,17 @@ impl Whisper {
         }
         let workers = self.sessions.decoders();
         let stop = AtomicBool::new(false);
-        let (to_decode, encoded) = std::sync::mpsc::sync_channel::<(usize, Result<Encoded>)>(1);
-        let encoded = Mutex::new(encoded);
         let decoded: Vec<(usize, Result<Vec<Transcript>>)> = std::thread::scope(|scope| {
             // The encoder runs ahead on its own thread while `workers` threads decode
             // the batches it hands on, each with a decoder session of its own. Which
             // side is the bottleneck depends on the model (the encoder for base, the
             // decoder for tiny); with more threads than cores the OS gives the cores
-            // to whichever have work, so none waits on a fixed split.
+            // to whichever have work, so none waits on a fixed split. Only the decoder
+            // threads hold the receiving end: once they have all stopped (done, failed
+            // or panicked) the encoder's next send fails and it stops too, instead of
+            // waiting forever on a full queue.
+            let (to_decode, encoded) = sync_channel::<(usize, Result<Encoded>)>(1);
+            let encoded = Arc::new(Mutex::new(encoded));
             let to_encode = batches.clone();
             let stop = &stop;
             scope.spawn(move || {
@@ -305,7 +309,7 @@ impl Whisper {
             });
             let decoders: Vec<_> = (0..workers)
                 .map(|_| {
-                    let encoded = &encoded;
+                    let encoded = Arc::clone(&encoded);
                     scope.spawn(move || {
                         let mut done = Vec::new();
                         loop {
@@ -324,6 +328,7 @@ impl Whisper {
                     })
                 })
                 .collect();
+            drop(encoded);
             decoders
                 .into_iter()
                 .flat_map(|h| {
