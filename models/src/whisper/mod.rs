@@ -282,7 +282,7 @@ impl Whisper {
         }
         let workers = self.sessions.decoders();
         let stop = AtomicBool::new(false);
-        let decoded: Vec<(usize, Result<Vec<Transcript>>)> = std::thread::scope(|scope| {
+        let mut decoded: Vec<(usize, Result<Vec<Transcript>>)> = std::thread::scope(|scope| {
             // The encoder runs ahead on its own thread while `workers` threads decode
             // the batches it hands on, each with a decoder session of its own. Which
             // side is the bottleneck depends on the model (the encoder for base, the
@@ -337,7 +337,6 @@ impl Whisper {
                 })
                 .collect()
         });
-        let mut decoded = decoded;
         decoded.sort_by_key(|(i, _)| *i);
         for (_, result) in decoded {
             out.extend(result?);
