@@ -61,6 +61,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+from filehash import sha256_file  # noqa: E402
 from textnorm import __doc__ as NORMALISATION_DOC, wer  # noqa: E402
 
 FORMAT = 1
@@ -102,14 +103,6 @@ ESPEAK = [
 
 def say(msg: str) -> None:
     print(f"[whisper_reference] {msg}", flush=True)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def librivox_clips() -> dict[str, dict]:
