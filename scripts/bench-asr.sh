@@ -6,15 +6,19 @@
 #   MODELS=tiny.en COMPUTE=int8 bash scripts/bench-asr.sh
 #
 # Needs scripts/setup.sh and scripts/peers.sh first (models, the peers venv).
-# Test audio (about 11 minutes of real speech, built once into $SPEECHMILL_CACHE/bench-asr/,
+# Test audio (about 20 minutes of speech, built once into $SPEECHMILL_CACHE/bench-asr/,
 # default .cache/speechmill): the 5 LibriVox clips of pocketsphinx-testdata in one file, and
-# English passages of known text spoken by espeak-ng in several voices, two to a file
-# (1.5-2 minutes each); <name>.txt next to each file is its reference transcript.
+# twelve English passages of known text, two to a file (1.5-2 minutes each), spoken once by
+# espeak-ng in several voices and once by Piper's neural voice (the registry's
+# en_US-joe-medium) at three speaking rates; <name>.txt next to each file is its reference
+# transcript.
 # Each tool writes $CACHE/bench-asr/results-<tool>.json; the table at the end shows, per
 # tool, model and compute type: model load time, audio seconds transcribed per wall-clock
 # second (load excluded), audio seconds per CPU second (less sensitive to a busy machine),
 # and WER (jiwer, corpus-level, after tests/peers/textnorm.py's
-# normalisation: lowercase, no punctuation).
+# normalisation: lowercase, no punctuation); then each tool's WER difference to
+# faster-whisper's own pipeline with a 95% paired bootstrap interval over the files
+# (tests/peers/bench_asr_table.py).
 #   faster-whisper: tests/peers/bench_faster_whisper.py (BatchedInferencePipeline with its
 #                   defaults: Silero VAD, batch_size 8, beam 5; language "en")
 #   speechmill:     run_speechmill below
@@ -74,34 +78,4 @@ run_speechmill
 run_faster_whisper_on_our_segments
 
 # ------------------------------------------------------------------ table
-"$PEERS_PY" - "$BENCH" <<'PY'
-import glob, json, os, sys
-bench = sys.argv[1]
-rows, audio = [], None
-for path in sorted(glob.glob(os.path.join(bench, "results-*.json"))):
-    with open(path) as f:
-        doc = json.load(f)
-    audio = audio or doc.get("audio")
-    rows += doc["results"]
-if audio:
-    print(f"{audio['files']} files, {audio['seconds'] / 60:.1f} minutes of speech; "
-          f"speed = audio seconds per wall-clock second (model load excluded)")
-print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'speed':>6s} | {'per CPU s':>9s} | {'WER':>6s} |")
-print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 11}|{'-' * 8}|")
-for r in sorted(rows, key=lambda r: (r["model"], r["compute_type"], r["tool"])):
-    cpu = f"{r['cpu_speed']:9.2f}" if r.get("cpu_speed") else f"{'n/a':>9s}"
-    load = f"{r['load_s']:6.2f}" if r.get("load_s") is not None else f"{'incl.':>6s}"
-    print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {load} | "
-          f"{r['speed']:6.2f} | {cpu} | {r['wer']:6.3f} |")
-print("speechmill's time is its whole process (crawl, decode, VAD, model load: 'incl.').")
-vad = os.path.join(bench, "vad-results.json")
-if os.path.exists(vad):
-    with open(vad) as f:
-        rows = json.load(f)["results"]
-    print()
-    print("VAD per core (audio seconds per CPU second):")
-    print(f"| {'tool':14s} | {'per CPU s':>9s} | {'speed':>7s} | {'segments':>8s} | what")
-    print(f"|{'-' * 16}|{'-' * 11}|{'-' * 9}|{'-' * 10}|------")
-    for r in rows:
-        print(f"| {r['tool']:14s} | {r['cpu_speed']:9.1f} | {r['speed']:7.1f} | {r['segments']:8d} | {r['what']}")
-PY
+"$PEERS_PY" tests/peers/bench_asr_table.py "$BENCH"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peak RSS against corpus size: `speechmill run dags/corpus.toml --until $UNTIL` (default
-# segment) on 1, 4 and 8 copies of the bench-asr audio (about 11 minutes of speech; each
+# segment) on 1, 4 and 8 copies of the bench-asr audio (about 20 minutes of speech; each
 # copy re-encoded with a slightly different gain, so no two files share bytes), fresh
 # stores, GNU time's maximum resident set size. Flat memory means the last column does not
 # grow with the hours.

@@ -11,7 +11,9 @@ prepare  builds the test audio in $CACHE/bench-asr/ (skipped while its .stamp ma
                        "a more a amiable" kept as it is)
          passage-N.wav English passages (two per file, 1.5-2 minutes each) spoken by espeak-ng
                        in several voices; known text
-         each with <name>.txt (the reference) and manifest.json; about 11 minutes in all.
+         piper-N.wav   the same passages spoken by Piper's neural voice (the registry's
+                       en_US-joe-medium) at three speaking rates (tests/peers/piper_speech.py)
+         each with <name>.txt (the reference) and manifest.json; about 21 minutes in all.
 run      transcribes every file with faster-whisper's BatchedInferencePipeline for each
          model (CTranslate2 checkpoints in $CACHE/models/whisper-<model>-ct2) and
          compute_type, on CPU with cpu_threads=2, num_workers=1, and its defaults otherwise:
@@ -49,12 +51,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from filehash import sha256_file  # noqa: E402
+from piper_speech import PiperVoice  # noqa: E402
 from textnorm import __doc__ as NORMALISATION_DOC, wer  # noqa: E402
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
 SR = 16000
-AUDIO_VERSION = "1"
+AUDIO_VERSION = "2"
 ESPEAK_WPM = 150
+PIPER_MODEL = "piper/en_US-joe-medium.onnx"
+# Piper's speaking rate per passage, in turn (length scale: > 1 is slower).
+PIPER_LENGTH_SCALES = [1.0, 0.9, 1.1]
 
 # Passages of plain English written for this benchmark (numbers spelled out, no
 # abbreviations, so the reference is what espeak-ng says). Two per file.
@@ -185,24 +191,39 @@ def read_wav16(path: str) -> np.ndarray:
 
 
 def write_wav16(path: str, samples: np.ndarray) -> None:
+    write_wav(path, samples, SR)
+
+
+def write_wav(path: str, samples: np.ndarray, rate: int) -> None:
+    """16-bit mono WAV; float samples are in [-1, 1]."""
+    if samples.dtype.kind == "f":
+        samples = np.clip(samples, -1.0, 1.0) * 32767.0
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "a.raw")
         samples.astype(np.int16).tofile(raw)
-        ffmpeg("-f", "s16le", "-ar", str(SR), "-ac", "1", "-i", raw, "-c:a", "pcm_s16le",
+        ffmpeg("-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", raw, "-c:a", "pcm_s16le",
                "-map_metadata", "-1", "-fflags", "+bitexact", path)
 
 
-def audio_key() -> str:
+def audio_key(piper_model: str) -> str:
+    import onnxruntime
+
     h = hashlib.sha256(AUDIO_VERSION.encode())
-    h.update(json.dumps([PASSAGES, ESPEAK_WPM, PER_FILE]).encode())
+    h.update(json.dumps([PASSAGES, ESPEAK_WPM, PER_FILE, PIPER_LENGTH_SCALES, onnxruntime.__version__]).encode())
+    for path in [piper_model, os.path.join(HERE, "piper_speech.py")]:
+        h.update(sha256_file(path).encode())
     for wav in sorted(glob.glob(os.path.join(LIBRIVOX, "*.wav"))):
         h.update(sha256_file(wav).encode())
     h.update(subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.encode())
     return h.hexdigest()
 
 
-def prepare(out: str) -> None:
-    key = audio_key()
+def prepare(cache: str) -> None:
+    out = os.path.join(cache, "bench-asr")
+    piper_model = os.path.join(cache, "models", PIPER_MODEL)
+    if not os.path.exists(piper_model):
+        raise SystemExit(f"{piper_model} is missing: run 'bash scripts/setup.sh'")
+    key = audio_key(piper_model)
     stamp = os.path.join(out, ".stamp")
     if os.path.exists(stamp) and open(stamp).read().strip() == key:
         say(f"audio present in {out}")
@@ -243,6 +264,22 @@ def prepare(out: str) -> None:
             parts[-1] = half
             files.append((f"passage-{n // PER_FILE + 1}", np.concatenate(parts), " ".join(texts),
                           "espeak-ng " + ", ".join(voices)))
+
+        # The same passages in Piper's neural voice, at a few speaking rates.
+        voice = PiperVoice(piper_model)
+        for n in range(0, len(PASSAGES), PER_FILE):
+            parts, texts, scales = [half], [], []
+            for i, (_, text) in enumerate(PASSAGES[n:n + PER_FILE], start=n):
+                text = " ".join(text.split())
+                scale = PIPER_LENGTH_SCALES[i % len(PIPER_LENGTH_SCALES)]
+                raw = os.path.join(tmp, "piper.wav")
+                write_wav(raw, voice.say(text, scale), voice.sample_rate)
+                parts += [read_wav16(raw), pause]
+                texts.append(text)
+                scales.append(f"{scale:g}")
+            parts[-1] = half
+            files.append((f"piper-{n // PER_FILE + 1}", np.concatenate(parts), " ".join(texts),
+                          "Piper en_US-joe-medium, length scale " + ", ".join(scales)))
 
     for name, samples, text, source in files:
         write_wav16(os.path.join(out, name + ".wav"), samples)
@@ -356,7 +393,7 @@ def main() -> int:
     a = ap.parse_args()
     cache = os.path.abspath(a.cache)
     if a.command == "prepare":
-        prepare(os.path.join(cache, "bench-asr"))
+        prepare(cache)
     else:
         run(cache, a.models.split(","), a.compute.split(","),
             a.json or os.path.join(cache, "bench-asr", "results-faster-whisper.json"), a.clips)
