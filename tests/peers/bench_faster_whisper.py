@@ -13,7 +13,7 @@ prepare  builds the test audio in $CACHE/bench-asr/ (skipped while its .stamp ma
                        in several voices; known text
          piper-N.wav   the same passages spoken by Piper's neural voice (the registry's
                        en_US-joe-medium) at three speaking rates (tests/peers/piper_speech.py)
-         each with <name>.txt (the reference) and manifest.json; about 21 minutes in all.
+         each with <name>.txt (the reference) and manifest.json; about 20 minutes in all.
 run      transcribes every file with faster-whisper's BatchedInferencePipeline for each
          model (CTranslate2 checkpoints in $CACHE/models/whisper-<model>-ct2) and
          compute_type, on CPU with cpu_threads=2, num_workers=1, and its defaults otherwise:
@@ -205,6 +205,17 @@ def write_wav(path: str, samples: np.ndarray, rate: int) -> None:
                "-map_metadata", "-1", "-fflags", "+bitexact", path)
 
 
+def join_with_pauses(clips: list[np.ndarray]) -> np.ndarray:
+    """One file's samples: 0.6 s of silence, the clips with 1.2 s between them, 0.6 s."""
+    pause = np.zeros(int(1.2 * SR), np.int16)
+    half = np.zeros(int(0.6 * SR), np.int16)
+    parts = [half]
+    for clip in clips:
+        parts += [clip, pause]
+    parts[-1] = half
+    return np.concatenate(parts)
+
+
 def audio_key(piper_model: str) -> str:
     import onnxruntime
 
@@ -233,8 +244,6 @@ def prepare(cache: str) -> None:
     for old in glob.glob(os.path.join(out, "*.wav")) + glob.glob(os.path.join(out, "*.txt")):
         os.remove(old)
     manifest = []
-    pause = np.zeros(int(1.2 * SR), np.int16)
-    half = np.zeros(int(0.6 * SR), np.int16)
 
     # LibriVox: the five clips in order, references from the transcription file.
     refs = {}
@@ -243,42 +252,37 @@ def prepare(cache: str) -> None:
             text, _, ident = line.strip()[:-1].rpartition("(")
             refs[ident.strip()] = " ".join(text.replace("<s>", "").replace("</s>", "").split())
     wavs = sorted(glob.glob(os.path.join(LIBRIVOX, "*.wav")))
-    parts, texts = [half], []
-    for w in wavs:
-        parts += [read_wav16(w), pause]
-        texts.append(refs[os.path.splitext(os.path.basename(w))[0]])
-    parts[-1] = half
-    files = [("librivox", np.concatenate(parts), " ".join(texts), "LibriVox (pocketsphinx-testdata)")]
+    clips = [read_wav16(w) for w in wavs]
+    texts = [refs[os.path.splitext(os.path.basename(w))[0]] for w in wavs]
+    files = [("librivox", join_with_pauses(clips), " ".join(texts), "LibriVox (pocketsphinx-testdata)")]
 
     # espeak-ng passages, PER_FILE to a file.
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(0, len(PASSAGES), PER_FILE):
-            parts, texts, voices = [half], [], []
+            clips, texts, voices = [], [], []
             for voice, text in PASSAGES[n:n + PER_FILE]:
                 text = " ".join(text.split())
                 raw = os.path.join(tmp, "raw.wav")
                 subprocess.run(["espeak-ng", "-v", voice, "-s", str(ESPEAK_WPM), "-w", raw, text], check=True)
-                parts += [read_wav16(raw), pause]
+                clips.append(read_wav16(raw))
                 texts.append(text)
                 voices.append(voice)
-            parts[-1] = half
-            files.append((f"passage-{n // PER_FILE + 1}", np.concatenate(parts), " ".join(texts),
+            files.append((f"passage-{n // PER_FILE + 1}", join_with_pauses(clips), " ".join(texts),
                           "espeak-ng " + ", ".join(voices)))
 
         # The same passages in Piper's neural voice, at a few speaking rates.
         voice = PiperVoice(piper_model)
         for n in range(0, len(PASSAGES), PER_FILE):
-            parts, texts, scales = [half], [], []
+            clips, texts, scales = [], [], []
             for i, (_, text) in enumerate(PASSAGES[n:n + PER_FILE], start=n):
                 text = " ".join(text.split())
                 scale = PIPER_LENGTH_SCALES[i % len(PIPER_LENGTH_SCALES)]
                 raw = os.path.join(tmp, "piper.wav")
                 write_wav(raw, voice.say(text, scale), voice.sample_rate)
-                parts += [read_wav16(raw), pause]
+                clips.append(read_wav16(raw))
                 texts.append(text)
                 scales.append(f"{scale:g}")
-            parts[-1] = half
-            files.append((f"piper-{n // PER_FILE + 1}", np.concatenate(parts), " ".join(texts),
+            files.append((f"piper-{n // PER_FILE + 1}", join_with_pauses(clips), " ".join(texts),
                           "Piper en_US-joe-medium, length scale " + ", ".join(scales)))
 
     for name, samples, text, source in files:
