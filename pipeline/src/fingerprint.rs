@@ -4,14 +4,21 @@
 
 use sha2::{Digest, Sha256};
 
-/// What a node's fingerprint is computed from.
+/// What a node's fingerprint is computed from. `speed_only` names params that change
+/// speed, not output: they are left out, so tuning them never reruns a node.
 pub fn material(
     stage: &str,
     version: u32,
-    params: serde_json::Value,
+    mut params: serde_json::Value,
+    speed_only: &[&str],
     extra: serde_json::Value,
     inputs: &[(String, String)],
 ) -> serde_json::Value {
+    if let Some(map) = params.as_object_mut() {
+        for name in speed_only {
+            map.remove(*name);
+        }
+    }
     let inputs: serde_json::Map<String, serde_json::Value> = inputs
         .iter()
         .map(|(name, fp)| (name.clone(), serde_json::Value::String(fp.clone())))
@@ -132,6 +139,7 @@ mod tests {
             "asr",
             1,
             serde_json::json!({"beam_size": 5}),
+            &[],
             serde_json::Value::Null,
             &[("segment".into(), "abc".into())],
         );
@@ -139,6 +147,7 @@ mod tests {
             "asr",
             1,
             serde_json::json!({"beam_size": 1}),
+            &[],
             serde_json::Value::Null,
             &[("segment".into(), "abc".into())],
         );
@@ -146,6 +155,7 @@ mod tests {
             "asr",
             1,
             serde_json::json!({"beam_size": 5}),
+            &[],
             serde_json::Value::Null,
             &[("segment".into(), "abd".into())],
         );
@@ -153,5 +163,21 @@ mod tests {
         assert_ne!(fingerprint(&base), fingerprint(&inputs));
         assert_eq!(explain_change(&base, &params), "params changed: beam_size");
         assert_eq!(explain_change(&base, &inputs), "input segment changed");
+    }
+
+    #[test]
+    fn speed_only_params_leave_the_fingerprint_unchanged() {
+        let with = |threads: u32, beam: u32| {
+            fingerprint(&material(
+                "asr",
+                1,
+                serde_json::json!({"beam_size": beam, "threads": threads}),
+                &["threads"],
+                serde_json::Value::Null,
+                &[],
+            ))
+        };
+        assert_eq!(with(1, 5), with(8, 5));
+        assert_ne!(with(1, 5), with(1, 1));
     }
 }

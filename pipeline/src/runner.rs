@@ -113,6 +113,7 @@ impl Runner {
                         stage.stage_name(),
                         stage.version(),
                         stage.params_json(),
+                        stage.speed_only_params(),
                         extra,
                         &inputs,
                     )
@@ -121,6 +122,7 @@ impl Runner {
                     "sql",
                     1,
                     serde_json::json!({ "sql": sql }),
+                    &[],
                     serde_json::Value::Null,
                     &inputs,
                 ),

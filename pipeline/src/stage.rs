@@ -68,8 +68,15 @@ pub trait ConfiguredStage: Send + Sync {
     /// Bumped whenever the stage's output for the same inputs changes.
     fn version(&self) -> u32;
     fn input_arity(&self) -> InputArity;
-    /// The validated params (defaults filled in), as hashed into the fingerprint.
+    /// The validated params (defaults filled in). The fingerprint hashes all of
+    /// them but [`ConfiguredStage::speed_only_params`].
     fn params_json(&self) -> serde_json::Value;
+    /// Params that change how fast the stage runs, never what it writes (threads,
+    /// concurrency, batch sizes, device). The fingerprint leaves them out, so tuning
+    /// them reuses committed output.
+    fn speed_only_params(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Whatever else decides the output besides params and inputs: the listing of
     /// the sources a crawl would read, model file hashes.
     async fn fingerprint_material(&self, _cx: &StageContext) -> Result<serde_json::Value> {

@@ -29,3 +29,52 @@ pub fn builtin_registry() -> StageRegistry {
     registry.register(Arc::new(asr::AsrStage));
     registry
 }
+
+#[cfg(test)]
+mod tests {
+    use speechmill_pipeline::fingerprint;
+
+    use super::*;
+
+    /// The fingerprint of a node of `stage` configured with `params`, inputs and
+    /// models left out: what the params contribute.
+    fn params_fingerprint(stage: &str, params: &str) -> String {
+        let configured = builtin_registry()
+            .get(stage)
+            .unwrap()
+            .configure(toml::from_str(params).unwrap())
+            .unwrap();
+        fingerprint::fingerprint(&fingerprint::material(
+            stage,
+            configured.version(),
+            configured.params_json(),
+            configured.speed_only_params(),
+            serde_json::Value::Null,
+            &[],
+        ))
+    }
+
+    #[test]
+    fn speed_only_params_change_no_fingerprint() {
+        let cases = [
+            (
+                "ingest",
+                "paths = \"a/*.wav\"",
+                "paths = \"a/*.wav\"\nconcurrency = 32\ntimeout_s = 5.0\nretries = 9",
+                "paths = \"a/*.wav\"\nmax_bytes = 10",
+            ),
+            ("segment", "", "batch_sources = 4", "threshold = 0.6"),
+            (
+                "asr",
+                "",
+                "device = \"cuda\"\nthreads = 3\nbatch_size = 8",
+                "beam_size = 1",
+            ),
+        ];
+        for (stage, base, speed, output) in cases {
+            let fp = params_fingerprint(stage, base);
+            assert_eq!(fp, params_fingerprint(stage, speed), "{stage}: {speed}");
+            assert_ne!(fp, params_fingerprint(stage, output), "{stage}: {output}");
+        }
+    }
+}

@@ -162,6 +162,10 @@ impl ConfiguredStage for ConfiguredIngest {
         serde_json::to_value(&self.params).unwrap_or_default()
     }
 
+    fn speed_only_params(&self) -> &'static [&'static str] {
+        &["concurrency", "timeout_s", "retries"]
+    }
+
     async fn fingerprint_material(&self, _cx: &StageContext) -> Result<serde_json::Value> {
         let expansion = self.expansion().await?;
         let mut hasher = Sha256::new();

@@ -224,6 +224,10 @@ impl ConfiguredStage for ConfiguredSegment {
         serde_json::to_value(&self.params).unwrap_or_default()
     }
 
+    fn speed_only_params(&self) -> &'static [&'static str] {
+        &["batch_sources"]
+    }
+
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
         let sha = sequence_model_path()
             .and_then(|p| model_sha256(&p))
