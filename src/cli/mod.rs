@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use speechmill_pipeline::Override;
 
 /// speechmill turns raw audio into training data for speech models: it crawls
-/// audio, decodes it, cuts it into speech segments, pseudo-labels them and writes
-/// shards — as a DAG of DataFusion queries whose every node is committed to a run
+/// audio, decodes it, cuts it into speech segments and pseudo-labels them with
+/// Whisper — as a DAG of DataFusion queries whose every node is committed to a run
 /// store, so reruns resume and only changed nodes recompute.
 ///
 /// Start with the demo:
@@ -53,8 +53,9 @@ pub struct RunArgs {
     pub dag: DagArgs,
     /// Execute on a Ballista cluster: the scheduler's address, df://HOST:PORT
     /// (see `speechmill scheduler`). Planning and commits stay on this machine;
-    /// executors read the store, so use an s3:// store (or a directory every
-    /// executor shares).
+    /// executors fetch the sources, run the stages and write each node's parts
+    /// into the store, so use an s3:// store (or a directory every executor
+    /// shares).
     #[arg(long, value_name = "df://HOST:PORT")]
     pub cluster: Option<String>,
     /// With --cluster: how many tasks each node's work is split into (spread
@@ -67,22 +68,26 @@ pub struct RunArgs {
 pub enum Command {
     /// Run a DAG: every node not already committed in the store runs, and its
     /// output is committed. Exits 0 when the run completes, whatever it rejected.
+    /// One run at a time per store: a second is refused, naming the first.
     Run(RunArgs),
     /// Show the DAG's nodes in order, each marked cached or to-run, with the reason.
     Plan(DagArgs),
     /// Query committed tables with SQL: each node is a table by its name, and its
     /// rejects are `<node>_rejects`.
     Sql(sql::SqlArgs),
-    /// Rows, hours of audio and rejects by reason, per committed node.
+    /// Rows, hours of audio, rejects by reason and data parts, per committed node.
     Inspect(sql::InspectArgs),
-    /// Check what speechmill needs (onnxruntime, models, tools) and say how to fix it.
+    /// Check every file the stages load (onnxruntime, the Silero VAD graph, the
+    /// converted Whisper models) and the tools setup installs; exits non-zero
+    /// naming what is missing and the command that installs it.
     Doctor,
     /// Decode audio files to 16 kHz mono PCM16 (s16le), the way stages see them.
     Decode(decode::DecodeArgs),
     /// Run a Ballista scheduler for `speechmill run --cluster` (until killed).
     Scheduler(cluster::SchedulerArgs),
     /// Run a Ballista executor: registers with a scheduler and runs speechmill
-    /// tasks (until killed). Models load on first use, from this machine's cache.
+    /// tasks, writing their output into the store (until killed). Models load on
+    /// first use from this machine's cache, checked against the plan's hashes.
     Executor(cluster::ExecutorArgs),
 }
 

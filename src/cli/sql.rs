@@ -25,7 +25,7 @@ pub struct InspectArgs {
     /// Run store to read (local directory or s3://bucket/prefix).
     #[arg(long)]
     pub store: String,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (adds the fingerprint of each node).
     #[arg(long)]
     pub json: bool,
 }
@@ -74,8 +74,8 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     }
     println!("store {}", store.url());
     println!(
-        "{:<18} {:<8} {:>9} {:>11} {:>9}  rejects by reason",
-        "node", "stage", "rows", "audio", "rejected"
+        "{:<18} {:<8} {:>9} {:>11} {:>9} {:>5}  rejects by reason",
+        "node", "stage", "rows", "audio", "rejected", "parts"
     );
     for r in reports {
         let reasons: Vec<String> = r
@@ -84,7 +84,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             .map(|(reason, n)| format!("{n}× {}", short_reason(reason)))
             .collect();
         println!(
-            "{:<18} {:<8} {:>9} {:>11} {:>9}  {}",
+            "{:<18} {:<8} {:>9} {:>11} {:>9} {:>5}  {}",
             r.node,
             r.stage,
             r.rows,
@@ -92,6 +92,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                 .map(|h| format_hours(h * 3600.0))
                 .unwrap_or_else(|| "-".into()),
             r.rejects,
+            r.data_parts,
             if reasons.is_empty() {
                 "-".to_string()
             } else {
