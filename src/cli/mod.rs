@@ -78,8 +78,8 @@ pub enum Command {
     /// Rows, hours of audio, rejects by reason and data parts, per committed node.
     Inspect(sql::InspectArgs),
     /// Check every file the stages load (onnxruntime, the Silero VAD graph, the
-    /// converted Whisper models) and the tools setup installs; exits non-zero
-    /// naming what is missing and the command that installs it.
+    /// converted Whisper models) and list the demo's and tests' tools; exits
+    /// non-zero naming what is missing and the command that installs it.
     Doctor,
     /// Decode audio files to 16 kHz mono PCM16 (s16le), the way stages see them.
     Decode(decode::DecodeArgs),
