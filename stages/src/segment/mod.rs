@@ -22,8 +22,7 @@
 
 pub mod cut;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int32Array, LargeBinaryBuilder, ListArray, StructArray,
@@ -37,9 +36,9 @@ use datafusion::logical_expr::{
     Volatility,
 };
 use serde::{Deserialize, Serialize};
-use speechmill_models::vad::{MODEL_NAME, sequence_model_path};
+use speechmill_models::vad::{self, MODEL_NAME};
 use speechmill_models::{
-    CHUNK, ModelError, SAMPLE_RATE, SessionConfig, SileroVad, VadStream, model_sha256, shared,
+    CHUNK, ModelError, ModelRef, SAMPLE_RATE, SessionConfig, SileroVad, VadStream,
 };
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
@@ -177,10 +176,19 @@ struct ConfiguredSegment {
     params: Params,
 }
 
+/// The VAD graph this node runs, hashed in this (the client's) process.
+fn vad_model(cx: &StageContext) -> Result<ModelRef> {
+    vad::model_ref().map_err(|e| Error::node(&cx.node, format!("Silero VAD: {e}")))
+}
+
 /// What the UDF gets as its literal configuration argument.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SegmentConfig {
     store: String,
+    /// The VAD graph with the sha256 the node was fingerprinted with; the process that
+    /// runs the UDF checks its own file against it.
+    vad: ModelRef,
     max_duration_s: f64,
     threshold: f64,
     neg_threshold: f64,
@@ -229,9 +237,7 @@ impl ConfiguredStage for ConfiguredSegment {
     }
 
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
-        let sha = sequence_model_path()
-            .and_then(|p| model_sha256(&p))
-            .map_err(|e| Error::node(&cx.node, format!("Silero VAD: {e}")))?;
+        let sha = vad_model(cx)?.sha256();
         Ok(serde_json::json!({ "vad_model": MODEL_NAME, "vad_sha256": sha }))
     }
 
@@ -256,6 +262,7 @@ impl ConfiguredStage for ConfiguredSegment {
         let p = &self.params;
         let config = serde_json::to_string(&SegmentConfig {
             store: cx.store.url().to_string(),
+            vad: vad_model(cx)?,
             max_duration_s: p.max_duration_s,
             threshold: p.threshold,
             neg_threshold: p.neg_threshold.unwrap_or(p.threshold - 0.15),
@@ -287,42 +294,6 @@ impl ConfiguredStage for ConfiguredSegment {
             ))
             .await?;
         Ok(df)
-    }
-}
-
-/// A pool of Silero VAD sessions, one per concurrent caller (at most one per
-/// partition), loaded lazily once per process and model file. A single shared
-/// session would serialise every partition's VAD on its lock.
-struct VadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<SileroVad>>,
-}
-
-impl VadPool {
-    fn get() -> Result<Arc<VadPool>, ModelError> {
-        let path = sequence_model_path()?;
-        shared(&format!("segment|{}", path.display()), || {
-            // Load one session now so a broken model fails here, once.
-            let first = SileroVad::from_path(&path, &SessionConfig::default())?;
-            Ok(VadPool {
-                path: path.clone(),
-                idle: Mutex::new(vec![first]),
-            })
-        })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&SileroVad) -> T) -> Result<T, ModelError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let vad = match idle {
-            Some(v) => v,
-            None => SileroVad::from_path(&self.path, &SessionConfig::default())?,
-        };
-        let out = f(&vad);
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(vad);
-        Ok(out)
     }
 }
 
@@ -444,7 +415,9 @@ impl SegmentUdf {
             .filter_map(|d| d.as_ref().ok().map(|d| d.samples.as_slice()))
             .collect();
         let model_error = |e: ModelError| DataFusionError::Execution(format!("Silero VAD: {e}"));
-        let pool = VadPool::get().map_err(model_error)?;
+        // One session per concurrent caller, of the graph the plan names (this
+        // process's file verified against its hash once).
+        let pool = SileroVad::pool(&config.vad, &SessionConfig::default()).map_err(model_error)?;
         let mut probs = pool
             .with(|vad| vad_probabilities(vad, &audio))
             .and_then(|r| r)
@@ -625,10 +598,64 @@ mod tests {
         }
     }
 
+    /// A process whose VAD graph differs from the one the plan was made with refuses to
+    /// segment, in one line naming the model, both hashes and the setup command.
+    #[test]
+    fn a_vad_graph_that_differs_from_the_plan_fails_the_task_in_one_line() {
+        use datafusion::common::ScalarValue;
+        use datafusion::common::config::ConfigOptions;
+
+        let mut vad =
+            vad::model_ref().unwrap_or_else(|e| panic!("these tests need the setup step: {e}"));
+        let here = vad.files[0].sha256.clone();
+        vad.files[0].sha256 = "0".repeat(64);
+        let p = configure("").unwrap();
+        let config = serde_json::to_string(&SegmentConfig {
+            store: "file:///nonexistent/".into(),
+            vad,
+            max_duration_s: p.max_duration_s,
+            threshold: p.threshold,
+            neg_threshold: 0.35,
+            min_speech_s: p.min_speech_s,
+            min_silence_s: p.min_silence_s,
+            pad_s: p.pad_s,
+            max_segment_s: p.max_segment_s,
+            max_gap_s: None,
+        })
+        .unwrap();
+        let utf8 = |v: Option<String>| ColumnarValue::Scalar(ScalarValue::Utf8(v));
+        let field = Arc::new(Field::new("x", DataType::Utf8, true));
+        let args = ScalarFunctionArgs {
+            // One source without a blob: it is rejected, but the VAD is loaded first.
+            args: vec![utf8(Some("s".into())), utf8(None), utf8(Some(config))],
+            arg_fields: vec![field.clone(), field.clone(), field],
+            number_rows: 1,
+            return_field: Arc::new(Field::new("r", DataType::List(SegmentUdf::item()), true)),
+            config_options: Arc::new(ConfigOptions::default()),
+        };
+        let err = SegmentUdf::new().invoke_with_args(args).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        for needle in [
+            MODEL_NAME,
+            vad::SEQUENCE_MODEL,
+            here.as_str(),
+            "0".repeat(64).as_str(),
+            "bash scripts/setup.sh",
+        ] {
+            assert!(msg.contains(needle), "{needle} not in: {msg}");
+        }
+    }
+
     #[test]
     fn config_converts_seconds_to_samples() {
         let c = SegmentConfig {
             store: String::new(),
+            vad: ModelRef {
+                name: MODEL_NAME.into(),
+                location: vad::SEQUENCE_MODEL.into(),
+                files: Vec::new(),
+            },
             max_duration_s: 10.0,
             threshold: 0.5,
             neg_threshold: 0.35,
