@@ -92,7 +92,52 @@ fn help_teaches_with_the_demo() {
 }
 
 #[test]
-fn doctor_lists_what_is_installed() {
-    let out = ok(speechmill(&repo_root()).arg("doctor"));
-    assert!(out.contains("onnxruntime"), "{out}");
+fn doctor_passes_on_the_setup_cache() {
+    let out = ok(speechmill(&repo_root())
+        .arg("doctor")
+        .env_remove("ORT_DYLIB_PATH"));
+    for what in [
+        "onnxruntime loads",
+        "Whisper whisper-base",
+        "Whisper whisper-tiny.en",
+        "Silero VAD sequence graph",
+        "everything speechmill needs is here",
+    ] {
+        assert!(out.contains(what), "{what} not in:\n{out}");
+    }
+    assert!(!out.contains("\nmissing"), "{out}");
+}
+
+#[test]
+fn doctor_on_an_empty_cache_fails_naming_what_is_missing_and_the_setup_command() {
+    let empty = tempfile::tempdir().unwrap();
+    let o = output(
+        speechmill(&repo_root())
+            .arg("doctor")
+            .env("SPEECHMILL_CACHE", empty.path())
+            .env_remove("ORT_DYLIB_PATH"),
+    );
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !o.status.success(),
+        "doctor passed on an empty cache:\n{all}"
+    );
+    for what in [
+        "onnxruntime/libonnxruntime.so.1.32.0",
+        "models/whisper-base/encoder_int8.onnx",
+        "models/whisper-base/decoder_int8.onnx",
+        "models/whisper-base/whisper.json",
+        "models/whisper-tiny.en/tokenizer.json",
+        "models/whisper-tiny.en/decoder.onnx",
+        "models/silero_vad_sequence.onnx",
+        "bash scripts/setup.sh",
+    ] {
+        assert!(all.contains(what), "{what} not in:\n{all}");
+    }
+    let error = stderr(&o);
+    assert_eq!(error.trim_end().lines().count(), 1, "{error}");
+    assert!(
+        error.contains("missing") && error.contains("bash scripts/setup.sh"),
+        "{error}"
+    );
 }

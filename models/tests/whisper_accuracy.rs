@@ -1,6 +1,8 @@
 //! Whisper on the same weights as faster-whisper gives the same results: checked
 //! against faster-whisper's own output (`tests/peers/whisper_reference.py`, run by
-//! `scripts/peers.sh`, which `scripts/test.sh` calls), and WER through jiwer.
+//! `scripts/peers.sh`, which `scripts/test.sh` calls), and WER through jiwer. The
+//! default precision, int8, is checked against faster-whisper's int8
+//! (`models/tests/peers/faster_whisper_int8.py`, run in the peers venv by the tests).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -283,4 +285,157 @@ fn base_detects_the_language_of_espeak_speech() {
         }
     }
     assert!(correct.len() >= 6, "correct {correct:?}, wrong {wrong:?}");
+}
+
+// ------------------------------------------------------------------ int8
+
+/// One clip of the int8 checks: (name, 16 kHz wav, reference transcript).
+type Clip = (String, String, String);
+
+/// The LibriVox clips (real speech) and espeak-ng's English passage.
+fn english_clips(reference: &Value) -> Vec<Clip> {
+    let mut clips = clips(reference);
+    let en = &reference["language_id"]["clips"]["en"];
+    let wav = cache().join("peers").join(en["wav"].as_str().unwrap());
+    clips.push((
+        "espeak-en".into(),
+        wav.to_str().unwrap().to_string(),
+        en["text"].as_str().unwrap().to_string(),
+    ));
+    clips
+}
+
+/// faster-whisper with compute_type int8 (CTranslate2's own int8 kernels on the same
+/// checkpoint): tokens and text per clip.
+fn faster_whisper_int8(name: &str, clips: &[Clip], beam_size: usize) -> Vec<(Vec<u32>, String)> {
+    let python = cache().join("peers-venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/faster_whisper_int8.py");
+    let input = serde_json::json!({
+        "model_dir": cache().join("models").join(format!("{name}-ct2")),
+        "clips": clips.iter().map(|(_, p, _)| p).collect::<Vec<_>>(),
+        "beam_size": beam_size,
+    });
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(input.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run `bash scripts/peers.sh`", python.display()));
+    assert!(
+        output.status.success(),
+        "faster-whisper int8 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).expect("faster-whisper json");
+    result["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let tokens = c["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect();
+            (tokens, c["text"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Levenshtein distance between two token sequences.
+fn edit_distance(a: &[u32], b: &[u32]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(x != y);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// speechmill's int8 graphs (the `asr` default) against faster-whisper's int8 on the
+/// same checkpoint and audio. The two quantise differently (ONNX Runtime blockwise
+/// int8 vs CTranslate2's per-channel int8), so tokens may differ in places; the bounds
+/// are that the transcripts agree token for token but for `max_token_edits` of
+/// faster-whisper's tokens, and that the WER against the reference transcripts is at
+/// most `wer_margin` above faster-whisper's.
+fn int8_close_to_faster_whisper_int8(
+    name: &str,
+    beam_size: usize,
+    max_token_edits: f64,
+    wer_margin: f64,
+) {
+    let reference = reference();
+    let clips = english_clips(&reference);
+    let theirs = faster_whisper_int8(name, &clips, beam_size);
+    let whisper = model(name, Precision::Int8);
+    let options = DecodeOptions {
+        language: Some("en".into()),
+        beam_size,
+        temperatures: vec![0.0],
+        word_timestamps: false,
+        ..DecodeOptions::default()
+    };
+    let audio: Vec<Vec<f32>> = clips.iter().map(|(_, p, _)| read_wav(p)).collect();
+    let refs: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
+    let ours = whisper.transcribe(&refs, &options, 1).unwrap();
+
+    let (mut edits, mut total) = (0, 0);
+    for ((clip, _, _), (t, (tokens, text))) in clips.iter().zip(ours.iter().zip(&theirs)) {
+        let d = edit_distance(&t.tokens, tokens);
+        eprintln!(
+            "{name} int8 beam {beam_size} {clip}: {d} token edits\n  ours {:?}\n  fw   {text:?}",
+            t.text
+        );
+        edits += d;
+        total += tokens.len();
+    }
+    let references: Vec<String> = clips.iter().map(|(_, _, r)| r.clone()).collect();
+    let ours_text: Vec<String> = ours.iter().map(|t| t.text.clone()).collect();
+    let theirs_text: Vec<String> = theirs.iter().map(|(_, t)| t.clone()).collect();
+    let (ours_wer, theirs_wer) = (
+        jiwer_wer(&references, &ours_text),
+        jiwer_wer(&references, &theirs_text),
+    );
+    let edit_rate = edits as f64 / total.max(1) as f64;
+    eprintln!(
+        "{name} int8 beam {beam_size}: token edits {edits}/{total} ({edit_rate:.3}); WER ours {ours_wer:.4}, faster-whisper int8 {theirs_wer:.4}"
+    );
+    assert!(
+        edit_rate <= max_token_edits,
+        "{name} int8 beam {beam_size}: {edits} of faster-whisper int8's {total} tokens differ ({edit_rate:.3} > {max_token_edits})"
+    );
+    assert!(
+        ours_wer <= theirs_wer + wer_margin,
+        "{name} int8 beam {beam_size}: WER {ours_wer:.4} vs faster-whisper int8 {theirs_wer:.4} (+{wer_margin} allowed): {ours_text:?}"
+    );
+}
+
+#[test]
+fn int8_greedy_tokens_close_to_faster_whisper_int8_tiny_en() {
+    int8_close_to_faster_whisper_int8("whisper-tiny.en", 1, 0.1, 0.02);
+}
+
+#[test]
+fn int8_greedy_tokens_close_to_faster_whisper_int8_base() {
+    int8_close_to_faster_whisper_int8("whisper-base", 1, 0.1, 0.02);
+}
+
+/// The `asr` defaults: whisper-base, int8, beam 5.
+#[test]
+fn int8_beam5_wer_close_to_faster_whisper_int8_base() {
+    int8_close_to_faster_whisper_int8("whisper-base", 5, 0.1, 0.02);
+}
+
+#[test]
+fn token_edit_distance_counts_substitutions_insertions_and_deletions() {
+    assert_eq!(edit_distance(&[1, 2, 3], &[1, 2, 3]), 0);
+    assert_eq!(edit_distance(&[1, 2, 3], &[1, 9, 3]), 1);
+    assert_eq!(edit_distance(&[1, 2, 3], &[1, 3]), 1);
+    assert_eq!(edit_distance(&[], &[4, 5]), 2);
+    assert_eq!(edit_distance(&[1, 2, 3, 4], &[2, 3, 4, 5]), 2);
 }
