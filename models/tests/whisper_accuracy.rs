@@ -362,7 +362,10 @@ fn edit_distance(a: &[u32], b: &[u32]) -> usize {
 /// int8 vs CTranslate2's per-channel int8), so tokens may differ in places; the bounds
 /// are that the transcripts agree token for token but for `max_token_edits` of
 /// faster-whisper's tokens, and that the WER against the reference transcripts is at
-/// most `wer_margin` above faster-whisper's.
+/// most `wer_margin` above faster-whisper's. Seen here (LibriVox clips and espeak-ng's
+/// English passage, about 120 tokens and 100 words): tiny.en greedy 0 token edits, base
+/// greedy 2, base beam 5 3; the same WER as faster-whisper int8 (0.098, 0.029, 0.029).
+/// The bounds allow about 6 tokens and 1.5 words.
 fn int8_close_to_faster_whisper_int8(
     name: &str,
     beam_size: usize,
@@ -417,18 +420,18 @@ fn int8_close_to_faster_whisper_int8(
 
 #[test]
 fn int8_greedy_tokens_close_to_faster_whisper_int8_tiny_en() {
-    int8_close_to_faster_whisper_int8("whisper-tiny.en", 1, 0.1, 0.02);
+    int8_close_to_faster_whisper_int8("whisper-tiny.en", 1, 0.05, 0.015);
 }
 
 #[test]
 fn int8_greedy_tokens_close_to_faster_whisper_int8_base() {
-    int8_close_to_faster_whisper_int8("whisper-base", 1, 0.1, 0.02);
+    int8_close_to_faster_whisper_int8("whisper-base", 1, 0.05, 0.015);
 }
 
 /// The `asr` defaults: whisper-base, int8, beam 5.
 #[test]
 fn int8_beam5_wer_close_to_faster_whisper_int8_base() {
-    int8_close_to_faster_whisper_int8("whisper-base", 5, 0.1, 0.02);
+    int8_close_to_faster_whisper_int8("whisper-base", 5, 0.05, 0.015);
 }
 
 #[test]
