@@ -8,9 +8,8 @@
 # Test audio is real speech: the LibriVox clips of pocketsphinx-testdata plus espeak-ng,
 # looped to MINUTES, encoded as MP3, FLAC, Opus (WebM and Ogg) and 44.1 kHz WAV.
 # Both decoders write 16 kHz mono s16le to /dev/null under `taskset -c 0`:
-#   ours:   target/release/speechmill decode FILE --out /dev/null
-#           (or the library example target/release/examples/decode16k FILE /dev/null
-#            when the binary has no `decode` subcommand)
+#   ours:   target/debug/speechmill decode FILE --out /dev/null: the binary the README's
+#           commands build (one profile for users, tests and benchmarks; Cargo.toml)
 #   ffmpeg: ffmpeg -threads 1 -nostdin -i FILE -ac 1 -ar 16000 -f s16le -y /dev/null
 # The table shows audio seconds decoded per wall-clock second (best of REPS) and
 # ours/ffmpeg. Then the peak RSS of both decoding 3-hour MP3 and FLAC files.
@@ -33,15 +32,10 @@ mkdir -p "$CACHE"
 
 # ------------------------------------------------------------------ the decoder
 cd "$REPO"
-echo "building (release)..." >&2
-if cargo build --release --bin speechmill >&2 && target/release/speechmill decode --help >/dev/null 2>&1; then
-  OURS_NAME="speechmill decode"
-  ours_argv() { CMD=(target/release/speechmill decode "$1" --out /dev/null); }
-else
-  cargo build --release -p speechmill-stages --example decode16k >&2
-  OURS_NAME="examples/decode16k"
-  ours_argv() { CMD=(target/release/examples/decode16k "$1" /dev/null); }
-fi
+echo "building speechmill..." >&2
+cargo build --bin speechmill >&2
+OURS_NAME="speechmill decode"
+ours_argv() { CMD=(target/debug/speechmill decode "$1" --out /dev/null); }
 ffmpeg_argv() { CMD=(ffmpeg -threads 1 -nostdin -loglevel error -i "$1" -ac 1 -ar 16000 -f s16le -y /dev/null); }
 
 # ------------------------------------------------------------------ test audio

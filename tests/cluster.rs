@@ -1,7 +1,8 @@
 //! The demo DAG on a Ballista cluster on loopback: a scheduler and executors
-//! started by the test, the run store on the moto S3 server. Output tables equal
-//! the local run's row for row; killing an executor mid-run loses nothing; bad
-//! cluster configuration gets one line.
+//! started by the test, the run store on the moto S3 server. Executors fetch the
+//! sources and write the nodes' parts themselves; output tables equal the local
+//! run's row for row; an executor killed mid-task has its tasks rerun by Ballista
+//! and nothing is lost; bad cluster configuration gets one line.
 
 mod common;
 
@@ -45,11 +46,16 @@ fn start_scheduler() -> Server {
     Server { child, port }
 }
 
+/// What executors and clients log in these tests: Ballista's task lines and every
+/// source fetch (`speechmill::fetch`).
+const CLUSTER_LOG: &str = "warn,ballista_executor=info,speechmill::fetch=debug";
+
 /// An executor with the S3 settings of moto at `s3_port`; `cache` overrides the
-/// model cache it loads from.
+/// model cache it loads from. Its log goes to `<work>.log` ([`executor_log`]).
 fn start_executor(scheduler: u16, s3_port: u16, work: &Path, cache: Option<&Path>) -> Server {
     let port = free_port();
     let mut cmd = speechmill(&repo_root());
+    cmd.env("SPEECHMILL_LOG", CLUSTER_LOG);
     s3_env(&mut cmd, s3_port).args([
         "executor",
         "--scheduler",
@@ -64,13 +70,30 @@ fn start_executor(scheduler: u16, s3_port: u16, work: &Path, cache: Option<&Path
     if let Some(cache) = cache {
         cmd.env("SPEECHMILL_CACHE", cache);
     }
+    std::fs::create_dir_all(work).unwrap();
+    let log = std::fs::File::create(executor_log(work)).unwrap();
     let child = cmd
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("executor starts");
     wait_for_port(port, Duration::from_secs(30));
     Server { child, port }
+}
+
+fn executor_log(work: &Path) -> std::path::PathBuf {
+    work.with_extension("log")
+}
+
+fn read_log(work: &Path) -> String {
+    std::fs::read_to_string(executor_log(work)).unwrap_or_default()
+}
+
+/// Lines saying this process fetched a source (the ingest UDF's debug line).
+fn fetch_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("speechmill::fetch") && l.contains("fetched"))
+        .collect()
 }
 
 /// `n` executors with their work dirs under `dir`.
@@ -136,7 +159,9 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     let scheduler = start_scheduler();
     let _executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
     let store = "s3://speechmill-cluster/demo";
-    let out = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
+    let run = output(run_demo(store, moto.port, Some(scheduler.port)).env("SPEECHMILL_LOG", CLUSTER_LOG));
+    let (out, client_log) = (stdout(&run), stderr(&run));
+    assert!(run.status.success(), "{out}\n{client_log}");
     assert!(out.contains("6 node(s) ran"), "{out}");
     for table in DEMO_TABLES {
         let (here, there) = (
@@ -153,6 +178,36 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
         table_rows(store, moto.port, "asr").len() > 10,
         "the demo labels its speech"
     );
+
+    // The executors fetched every stored source; the client fetched none.
+    let sources = s3_sql_number(&repo_root(), moto.port, store, "SELECT count(*) FROM ingest");
+    let executor_fetches: usize = (0..2)
+        .map(|i| fetch_lines(&read_log(&dir.path().join(format!("work-{i}")))).len())
+        .sum();
+    assert!(
+        executor_fetches as i64 >= sources && sources > 5,
+        "executors logged {executor_fetches} fetches for {sources} sources"
+    );
+    assert!(
+        fetch_lines(&client_log).is_empty(),
+        "the client fetched sources itself:\n{client_log}"
+    );
+
+    // Executors wrote the heavy nodes as several parts, which every reader sees.
+    let mut cmd = speechmill(&repo_root());
+    let report = ok(s3_env(&mut cmd, moto.port).args(["inspect", "--store", store, "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    for node in ["segment", "asr"] {
+        let parts = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node"] == node)
+            .unwrap_or_else(|| panic!("{node} missing from {report}"))["data_parts"]
+            .as_u64()
+            .unwrap();
+        assert!(parts > 1, "{node}: {parts} part(s)");
+    }
 
     // A rerun on the cluster is a cache hit, as locally.
     let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
@@ -180,20 +235,53 @@ fn wait_for_commit(store: &str, s3_port: u16, node: &str, run: &mut Child) -> bo
     false
 }
 
+/// `TID job/stage.attempt/task.attempt` of tasks an executor received but has not
+/// finished, per Ballista's executor log lines.
+fn unfinished_tasks(log: &str) -> Vec<String> {
+    let tid = |line: &str| {
+        let start = line.find("[TID ")? + 1;
+        let len = line[start..].find(']')?;
+        Some(line[start..start + len].to_string())
+    };
+    let received: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("Received task"))
+        .filter_map(tid)
+        .collect();
+    let finished: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("Finished task"))
+        .filter_map(tid)
+        .collect();
+    received
+        .into_iter()
+        .filter(|t| !finished.contains(t))
+        .collect()
+}
+
+/// `job/stage` of a `TID job/stage.attempt/task.attempt`.
+fn job_stage(tid: &str) -> String {
+    let rest = tid.trim_start_matches("TID ");
+    let (job, stage) = rest.split_once('/').unwrap_or((rest, ""));
+    format!("{job}/{}", stage.split('.').next().unwrap_or(""))
+}
+
 #[test]
-fn killing_an_executor_mid_run_loses_nothing_and_the_rerun_completes() {
+fn killing_an_executor_mid_task_reruns_its_tasks_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let moto = start_moto();
     create_bucket(moto.port, "speechmill-kill");
     let scheduler = start_scheduler();
     let mut executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
+    let (work_a, work_b) = (dir.path().join("work-0"), dir.path().join("work-1"));
     let store = "s3://speechmill-kill/demo";
     let mut run = run_demo(store, moto.port, Some(scheduler.port))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The asr node is the long one: kill an executor once segment is committed.
+    // The asr node is the long one: once segment is committed, wait until the first
+    // executor has been inside an asr task for a second, then kill it.
     if !wait_for_commit(store, moto.port, "segment", &mut run) {
         let o = run.wait_with_output().unwrap();
         panic!(
@@ -202,29 +290,48 @@ fn killing_an_executor_mid_run_loses_nothing_and_the_rerun_completes() {
             stderr(&o)
         );
     }
-    std::thread::sleep(Duration::from_secs(2));
-    drop(executors.remove(0));
-    let first = run.wait_with_output().unwrap();
-    let first_err = stderr(&first);
-    eprintln!(
-        "run with an executor killed: {}",
-        if first.status.success() {
-            stdout(&first)
-        } else {
-            first_err.clone()
+    let start = Instant::now();
+    let mut running_since: Option<(String, Instant)> = None;
+    let killed_task = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "executor 0 never ran an asr task:\n{}",
+            read_log(&work_a)
+        );
+        assert!(run.try_wait().unwrap().is_none(), "the run ended before the kill");
+        match (unfinished_tasks(&read_log(&work_a)).pop(), &running_since) {
+            (Some(task), Some((seen, since))) if *seen == task => {
+                if since.elapsed() > Duration::from_secs(1) {
+                    break task;
+                }
+            }
+            (Some(task), _) => running_since = Some((task, Instant::now())),
+            (None, _) => running_since = None,
         }
-    );
-    if !first.status.success() {
-        let line = first_err
-            .lines()
-            .find(|l| l.starts_with("error:"))
-            .unwrap_or_else(|| panic!("no one-line error:\n{first_err}"));
-        assert!(line.contains("asr"), "the error names the node: {line}");
-    }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let b_before_kill = read_log(&work_b).len();
+    drop(executors.remove(0));
 
-    // Whatever happened, the rerun completes from the committed nodes.
+    // Ballista reruns the dead executor's work on the other one; the run succeeds.
+    let first = run.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "the run failed after an executor was killed mid-task:\n{}\n{}",
+        stdout(&first),
+        stderr(&first)
+    );
+    let b_after = read_log(&work_b)[b_before_kill..].to_string();
+    assert!(
+        b_after
+            .lines()
+            .any(|l| l.contains("Received task") && l.contains(&job_stage(&killed_task))),
+        "no task of {} (killed in {killed_task}) ran again on executor 1:\n{b_after}",
+        job_stage(&killed_task)
+    );
+
     let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
-    assert!(rerun.contains("cached"), "{rerun}");
+    assert!(rerun.contains("0 node(s) ran, 6 cached"), "{rerun}");
     let number = |q: &str| s3_sql_number(&repo_root(), moto.port, store, q);
     let segments = number("SELECT count(*) FROM segment");
     assert!(segments > 10, "{segments}");

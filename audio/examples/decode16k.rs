@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use speechmill_stages::audio::{DecodeOptions, decode_file_to_s16le};
+use speechmill_audio::{DecodeOptions, decode_file_to_s16le};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -34,7 +34,7 @@
 //!   16 MiB) and must make progress.
 //!
 //! ```no_run
-//! use speechmill_stages::audio::{decode_file_16k, DecodeOptions};
+//! use speechmill_audio::{decode_file_16k, DecodeOptions};
 //!
 //! let opts = DecodeOptions { max_duration_s: Some(4.0 * 3600.0), ..DecodeOptions::default() };
 //! let mut samples = 0usize;
@@ -192,7 +192,7 @@ pub fn decode_file_to_s16le(
 
 /// Rounds to the nearest 16-bit value, saturating at full scale.
 #[inline]
-pub(crate) fn f32_to_s16(sample: f32) -> i16 {
+pub fn f32_to_s16(sample: f32) -> i16 {
     let scaled = sample * 32768.0;
     // `as` saturates (and maps NaN to 0); adding ±0.5 rounds half away from zero.
     (scaled + if scaled >= 0.0 { 0.5 } else { -0.5 }) as i16

@@ -15,6 +15,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY audio audio
 COPY pipeline pipeline
 COPY stages stages
 COPY models models

@@ -20,6 +20,8 @@ pub mod cluster;
 pub mod dag;
 pub mod error;
 pub mod fingerprint;
+pub mod lease;
+pub mod parts;
 pub mod progress;
 pub mod report;
 pub mod runner;

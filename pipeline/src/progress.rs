@@ -45,6 +45,7 @@ impl Progress {
 }
 
 /// One node's bar.
+#[derive(Clone)]
 pub struct NodeProgress {
     bar: ProgressBar,
 }

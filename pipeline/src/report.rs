@@ -20,6 +20,8 @@ pub struct NodeReport {
     pub audio_hours: Option<f64>,
     /// (reason, count), most frequent first.
     pub rejects_by_reason: Vec<(String, i64)>,
+    /// Parquet part files of the data table (one per task that kept rows).
+    pub data_parts: usize,
 }
 
 /// Reports every committed node of the store.
@@ -50,6 +52,7 @@ pub async fn inspect(session: &SessionContext, store: &RunStore) -> Result<Vec<N
             rejects: marker.rejects,
             audio_hours: marker.audio_seconds.map(|s| s / 3600.0),
             rejects_by_reason: by_reason,
+            data_parts: marker.data_files.len(),
         });
     }
     Ok(reports)

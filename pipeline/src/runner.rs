@@ -5,22 +5,26 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, Float64Array, RecordBatch};
-use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null, is_null};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::execution::SendableRecordBatchStream;
+use std::sync::Mutex;
+
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::config::SessionConfig;
-use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use object_store::buffered::BufWriter;
 
 use crate::cluster::Cluster;
 use crate::dag::{Dag, Node, NodeKind};
 use crate::error::{Error, Result};
 use crate::fingerprint;
+use crate::lease::RunLease;
+use crate::parts::{PartTarget, PartWriterExec, Written};
 use crate::progress::{NodeProgress, Progress};
-use crate::stage::{REJECT_REASON_COLUMN, StageContext, StageRegistry};
+use crate::stage::{StageContext, StageRegistry};
 use crate::store::{CommitMarker, RunStore};
 
 /// Whether a node will run, and why.
@@ -148,8 +152,16 @@ impl Runner {
         Ok(planned)
     }
 
-    /// Runs the nodes that `until` needs, skipping committed ones.
+    /// Runs the nodes that `until` needs, skipping committed ones. The run holds the
+    /// store's lease throughout, so a second run on the same store is refused.
     pub async fn run(&self, dag: &Dag, until: Option<&str>) -> Result<Vec<NodeOutcome>> {
+        let lease = RunLease::acquire(&self.store, &format!("run {}", dag.file)).await?;
+        let outcome = self.run_leased(dag, until).await;
+        lease.release().await?;
+        outcome
+    }
+
+    async fn run_leased(&self, dag: &Dag, until: Option<&str>) -> Result<Vec<NodeOutcome>> {
         let planned = self.plan(dag, until).await?;
         let mut outcomes: Vec<NodeOutcome> = Vec::new();
         for plan in &planned {
@@ -246,12 +258,13 @@ impl Runner {
         };
 
         self.store.clear(&node.name, &plan.fingerprint).await?;
-        let stream = match &self.cluster {
-            None => df.execute_stream().await.map_err(Error::from),
-            Some(cluster) => cluster.execute(df).await,
-        }
-        .map_err(|e| Error::node(&node.name, e))?;
-        let written = write_output(&self.store, &node.name, &plan.fingerprint, stream, bar)
+        let target = PartTarget {
+            store: self.store.url().to_string(),
+            node: node.name.clone(),
+            fingerprint: plan.fingerprint.clone(),
+        };
+        let written = self
+            .execute_parts(&session, df, &target, bar)
             .await
             .map_err(|e| e.in_node(&node.name))?;
         let marker = CommitMarker {
@@ -262,8 +275,8 @@ impl Runner {
             rows: written.rows,
             rejects: written.rejects,
             audio_seconds: written.audio_seconds,
-            data_files: vec![written.data_file],
-            reject_files: vec![written.reject_file],
+            data_files: written.data_files,
+            reject_files: written.reject_files,
             committed_at_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -272,6 +285,49 @@ impl Runner {
         };
         self.store.commit(&marker).await?;
         Ok(marker)
+    }
+}
+
+impl Runner {
+    /// Runs `df` with a [`PartWriterExec`] on top, here or on the cluster: each task
+    /// writes its own parts into the node's folder and returns a summary row.
+    async fn execute_parts(
+        &self,
+        session: &SessionContext,
+        df: DataFrame,
+        target: &PartTarget,
+        bar: &NodeProgress,
+    ) -> Result<Written> {
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| Error::node(&target.node, e))?;
+        let writer = PartWriterExec::new(plan, target.clone())?;
+        let layout = writer.layout().clone();
+        let mut summaries = match &self.cluster {
+            None => {
+                let tally = Arc::new(Mutex::new(Written::default()));
+                let hook_tally = tally.clone();
+                let hook_bar = bar.clone();
+                let writer = writer.with_progress(Arc::new(move |rows, rejects, seconds| {
+                    let mut t = hook_tally.lock().unwrap_or_else(|p| p.into_inner());
+                    t.rows += rows;
+                    t.rejects += rejects;
+                    if let Some(s) = seconds {
+                        *t.audio_seconds.get_or_insert(0.0) += s;
+                    }
+                    hook_bar.update(t.rows, t.rejects, t.audio_seconds);
+                }));
+                execute_stream(Arc::new(writer), session.task_ctx())?
+            }
+            Some(cluster) => cluster.execute_plan(session, Arc::new(writer)).await?,
+        };
+        let mut written = Written::default();
+        while let Some(summary) = summaries.next().await {
+            written.add(&summary?)?;
+        }
+        written.finish(&self.store, target, &layout).await?;
+        Ok(written)
     }
 }
 
@@ -319,7 +375,8 @@ fn session_with_config(
     session
 }
 
-/// Registers a committed node as `<node>` and its rejects as `<node>_rejects`.
+/// Registers a committed node as `<node>` and its rejects as `<node>_rejects`, each
+/// a table over every part the marker lists.
 pub async fn register_marker(
     session: &SessionContext,
     store: &RunStore,
@@ -329,11 +386,21 @@ pub async fn register_marker(
         (marker.node.clone(), &marker.data_files),
         (format!("{}_rejects", marker.node), &marker.reject_files),
     ] {
-        let urls = store.file_urls(files);
-        let Some(first) = urls.first() else { continue };
-        session
-            .register_parquet(name.as_str(), first.as_str(), ParquetReadOptions::default())
+        let urls = store
+            .file_urls(files)
+            .iter()
+            .map(|u| ListingTableUrl::parse(u))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        if urls.is_empty() {
+            continue;
+        }
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .infer_schema(&session.state())
             .await?;
+        session.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
     }
     Ok(())
 }
@@ -350,175 +417,12 @@ pub async fn register_store_tables(
     Ok(markers)
 }
 
-struct Written {
-    rows: u64,
-    rejects: u64,
-    audio_seconds: Option<f64>,
-    data_file: String,
-    reject_file: String,
-}
-
-/// Streams `df` into the node's data and rejects Parquet files, splitting rows on
-/// the reject-reason column.
-async fn write_output(
-    store: &RunStore,
-    node: &str,
-    fingerprint: &str,
-    mut stream: SendableRecordBatchStream,
-    bar: &NodeProgress,
-) -> Result<Written> {
-    let schema: SchemaRef = stream.schema();
-    let reason_index = schema.index_of(REJECT_REASON_COLUMN).ok();
-    if let Some(i) = reason_index
-        && !matches!(
-            schema.field(i).data_type(),
-            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-        )
-    {
-        return Err(Error::node(
-            node,
-            format!("`{REJECT_REASON_COLUMN}` must be a string column"),
-        ));
-    }
-
-    let data_columns: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| Some(*i) != reason_index)
-        .collect();
-    let data_schema = Arc::new(schema.project(&data_columns)?);
-    let reject_schema = Arc::new(match reason_index {
-        Some(_) => {
-            let mut fields: Vec<Field> = data_schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect();
-            fields.push(Field::new("reason", DataType::Utf8, false));
-            Schema::new(fields)
-        }
-        None => Schema::new(vec![
-            Field::new("uri", DataType::Utf8, true),
-            Field::new("reason", DataType::Utf8, false),
-        ]),
-    });
-
-    let data_path = store.part_path(node, fingerprint, "data", 0);
-    let reject_path = store.part_path(node, fingerprint, "rejects", 0);
-    let mut data_writer = AsyncArrowWriter::try_new(
-        BufWriter::new(store.object_store().clone(), data_path.clone()),
-        data_schema.clone(),
-        None,
-    )?;
-    let mut reject_writer = AsyncArrowWriter::try_new(
-        BufWriter::new(store.object_store().clone(), reject_path.clone()),
-        reject_schema.clone(),
-        None,
-    )?;
-
-    let mut rows = 0u64;
-    let mut rejects = 0u64;
-    let mut audio_seconds: Option<f64> = None;
-    while let Some(batch) = stream.next().await {
-        let batch = conform(batch?, &schema)?;
-        let (kept, rejected) = match reason_index {
-            Some(i) => {
-                let reasons = &cast(batch.column(i), &DataType::Utf8)?;
-                let kept = filter_record_batch(&batch.project(&data_columns)?, &is_null(reasons)?)?;
-                let rejected = filter_record_batch(&batch, &is_not_null(reasons)?)?;
-                let mut columns: Vec<Arc<dyn Array>> = data_columns
-                    .iter()
-                    .map(|c| rejected.column(*c).clone())
-                    .collect();
-                columns.push(cast(rejected.column(i), &DataType::Utf8)?);
-                (kept, RecordBatch::try_new(reject_schema.clone(), columns)?)
-            }
-            None => (batch, RecordBatch::new_empty(reject_schema.clone())),
-        };
-        if let Some(seconds) = batch_audio_seconds(&kept) {
-            *audio_seconds.get_or_insert(0.0) += seconds;
-        }
-        rows += kept.num_rows() as u64;
-        rejects += rejected.num_rows() as u64;
-        write_bounded(&mut data_writer, &kept).await?;
-        write_bounded(&mut reject_writer, &rejected).await?;
-        bar.update(rows, rejects, audio_seconds);
-    }
-    data_writer.close().await?;
-    reject_writer.close().await?;
-    Ok(Written {
-        rows,
-        rejects,
-        audio_seconds,
-        data_file: store.relative(&data_path),
-        reject_file: store.relative(&reject_path),
-    })
-}
-
-/// Bytes a Parquet row group may buffer before it is flushed. The writer's own
-/// limit counts rows only, and segments carry their audio: without this, a node's
-/// whole output sat in memory until the end, so memory grew with the corpus.
-const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
-
-async fn write_bounded(
-    writer: &mut AsyncArrowWriter<BufWriter>,
-    batch: &RecordBatch,
-) -> Result<()> {
-    if batch.num_rows() == 0 {
-        return Ok(());
-    }
-    writer.write(batch).await?;
-    if writer.in_progress_size() >= ROW_GROUP_BYTES {
-        writer.flush().await?;
-    }
-    Ok(())
-}
-
-/// Casts columns whose type differs from the plan's schema (branches of a UNION
-/// can disagree on string encodings) so every batch matches the files' schema.
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(schema.fields())
-        .all(|(a, b)| a.data_type() == b.data_type())
-    {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-/// Seconds of audio in a batch: `duration_s`, else `end_s - start_s`.
-pub fn batch_audio_seconds(batch: &RecordBatch) -> Option<f64> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
-    };
-    if let Some(d) = column("duration_s") {
-        return Some(d.iter().flatten().sum());
-    }
-    let (start, end) = (column("start_s")?, column("end_s")?);
-    Some(
-        start
-            .iter()
-            .zip(end.iter())
-            .filter_map(|(s, e)| Some(e? - s?))
-            .sum(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use datafusion::arrow::array::{ArrayRef, Int64Array, StructArray};
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StructArray};
     use datafusion::arrow::datatypes::{DataType, Field, Fields};
     use datafusion::logical_expr::{
         ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -575,6 +479,110 @@ mod tests {
                 None,
             )?)))
         }
+    }
+
+    #[tokio::test]
+    async fn each_task_writes_its_own_parts_and_readers_see_every_part() {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::Schema;
+        use datafusion::catalog::MemTable;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path().to_str().unwrap()).await.unwrap();
+        let registry = Arc::new(StageRegistry::new());
+        let session = new_session(&registry, &store, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, false),
+            Field::new("reject_reason", DataType::Utf8, true),
+        ]));
+        let batch = |xs: Vec<i64>, reasons: Vec<Option<&str>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(xs)),
+                    Arc::new(StringArray::from(reasons)),
+                ],
+            )
+            .unwrap()
+        };
+        // Three partitions: kept rows and a reject, kept rows only, nothing.
+        let partitions = vec![
+            vec![batch(vec![1, 2, 3], vec![None, Some("bad: x"), None])],
+            vec![batch(vec![4, 5], vec![None, None])],
+            vec![],
+        ];
+        session
+            .register_table("t", Arc::new(MemTable::try_new(schema.clone(), partitions).unwrap()))
+            .unwrap();
+        let runner = Runner::new(registry.clone(), store.clone(), Progress::hidden());
+        let target = PartTarget {
+            store: store.url().to_string(),
+            node: "t".into(),
+            fingerprint: "f0".into(),
+        };
+        let bar = Progress::hidden().node("t", "sql");
+        let df = session.table("t").await.unwrap();
+        let written = runner.execute_parts(&session, df, &target, &bar).await.unwrap();
+        assert_eq!((written.rows, written.rejects), (4, 1));
+        assert_eq!(written.data_files.len(), 2, "{:?}", written.data_files);
+        assert_eq!(written.reject_files.len(), 1, "{:?}", written.reject_files);
+
+        let marker = CommitMarker {
+            node: "t".into(),
+            stage: "sql".into(),
+            fingerprint: "f0".into(),
+            fingerprint_material: serde_json::Value::Null,
+            rows: written.rows,
+            rejects: written.rejects,
+            audio_seconds: None,
+            data_files: written.data_files,
+            reject_files: written.reject_files,
+            committed_at_unix_s: 0,
+            elapsed_s: 0.0,
+        };
+        let reader = new_session(&registry, &store, None);
+        register_marker(&reader, &store, &marker).await.unwrap();
+        let count = |sql: &str| {
+            let reader = reader.clone();
+            let sql = sql.to_string();
+            async move {
+                let batches = reader.sql(&sql).await.unwrap().collect().await.unwrap();
+                batches[0]
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .value(0)
+            }
+        };
+        assert_eq!(count("SELECT sum(x) FROM t").await, 1 + 3 + 4 + 5);
+        assert_eq!(
+            count("SELECT count(*) FROM t_rejects WHERE reason = 'bad: x'").await,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_without_rows_still_commits_tables_with_its_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path().to_str().unwrap()).await.unwrap();
+        let registry = Arc::new(StageRegistry::new());
+        let session = new_session(&registry, &store, None);
+        let runner = Runner::new(registry, store.clone(), Progress::hidden());
+        let target = PartTarget {
+            store: store.url().to_string(),
+            node: "empty".into(),
+            fingerprint: "f1".into(),
+        };
+        let df = session
+            .sql("SELECT 1 AS x, CAST(NULL AS VARCHAR) AS reject_reason WHERE false")
+            .await
+            .unwrap();
+        let bar = Progress::hidden().node("empty", "sql");
+        let written = runner.execute_parts(&session, df, &target, &bar).await.unwrap();
+        assert_eq!((written.rows, written.rejects), (0, 0));
+        assert_eq!(written.data_files.len(), 1);
+        assert_eq!(written.reject_files.len(), 1);
     }
 
     #[tokio::test]

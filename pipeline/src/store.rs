@@ -5,9 +5,10 @@
 //! Layout under the store root:
 //! ```text
 //! blobs/sha256/ab/abcdef…            source bytes, stored once
-//! <node>/<fingerprint>/data/part-0.parquet
-//! <node>/<fingerprint>/rejects/part-0.parquet
-//! <node>/<fingerprint>/_COMMITTED.json   written last: the output is visible only then
+//! <node>/<fingerprint>/data/part-00000-<token>.parquet     one per task that had rows
+//! <node>/<fingerprint>/rejects/part-00000-<token>.parquet
+//! <node>/<fingerprint>/_COMMITTED.json   written last, lists every part: the output
+//!                                        is visible only then
 //! <node>/CURRENT.json                    the node's latest committed fingerprint
 //! ```
 
@@ -234,6 +235,14 @@ impl RunStore {
         Ok(RunStore { location })
     }
 
+    /// Opens the store without listing it: for tasks of a plan whose client has
+    /// already checked it (executors write parts into it).
+    pub fn open_unchecked(spec: &str) -> Result<Self> {
+        Ok(RunStore {
+            location: open_location(spec)?,
+        })
+    }
+
     pub fn location(&self) -> &StoreLocation {
         &self.location
     }
@@ -338,11 +347,9 @@ impl RunStore {
         Ok(())
     }
 
-    /// Where a node's data (`data`) or rejects (`rejects`) part file goes.
-    pub fn part_path(&self, node: &str, fingerprint: &str, table: &str, part: usize) -> Path {
-        self.node_dir(node, fingerprint)
-            .join(table)
-            .join(format!("part-{part}.parquet"))
+    /// Where a node's data (`data`) or rejects (`rejects`) part file `name` goes.
+    pub fn part_path(&self, node: &str, fingerprint: &str, table: &str, name: &str) -> Path {
+        self.node_dir(node, fingerprint).join(table).join(name)
     }
 
     /// Commits a node: the marker last, then the node's CURRENT pointer.

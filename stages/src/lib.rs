@@ -8,7 +8,6 @@
 //! ```
 
 pub mod asr;
-pub mod audio;
 mod blob;
 mod columns;
 pub mod decode;
@@ -17,6 +16,9 @@ pub mod segment;
 mod udf;
 
 use std::sync::Arc;
+
+/// The audio decoder (its own crate, `speechmill-audio`), as stages use it.
+pub use speechmill_audio as audio;
 
 use speechmill_pipeline::StageRegistry;
 

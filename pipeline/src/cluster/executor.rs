@@ -10,7 +10,9 @@ use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::prelude::SessionConfig;
 
-use super::{MAX_MESSAGE_BYTES, config_producer, server_runtime, server_state};
+use super::{
+    MAX_MESSAGE_BYTES, SpeechmillCodec, config_producer, server_runtime, server_state,
+};
 use crate::error::{Error, Result};
 use crate::stage::StageRegistry;
 
@@ -67,6 +69,7 @@ pub async fn run(registry: Arc<StageRegistry>, options: ExecutorOptions) -> Resu
         override_function_registry: Some(functions),
         override_runtime_producer: Some(runtime_producer),
         override_config_producer: Some(Arc::new(config_producer)),
+        override_physical_codec: Some(Arc::new(SpeechmillCodec::default())),
         ..Default::default()
     };
     eprintln!(

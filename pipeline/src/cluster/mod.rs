@@ -5,16 +5,19 @@
 //! scheduler instead of executing it. Submitting physical plans, not logical
 //! ones, keeps one planning path for both modes: in-memory tables serialize
 //! inside the plan, and the scheduler only cuts the plan into stages at its
-//! repartitions. Results stream back to the client, which commits them to the
-//! run store the same way a local run does, so markers and fingerprints behave
-//! identically.
+//! repartitions. The plan's top is a [`crate::parts::PartWriterExec`]: executors
+//! write the node's parts into the store themselves and send back one summary row
+//! per task, from which the client commits the marker, as a local run does.
 //!
 //! [`scheduler`] and [`executor`] are the two server processes. Both register
 //! every speechmill UDF (plans name them) and open `s3://` buckets on demand
 //! with the same settings as the run store ([`crate::store::LazyS3Registry`]).
 
+mod codec;
 pub mod executor;
 pub mod scheduler;
+
+pub use codec::SpeechmillCodec;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +26,12 @@ use ballista_core::config::BallistaConfig;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::common::DataFusionError;
-use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::execution::SessionState;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::ScalarUDF;
-use datafusion::prelude::SessionConfig;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::PhysicalPlanNode;
 
 use crate::error::{Error, Result};
@@ -87,6 +90,7 @@ impl Cluster {
     pub fn configure(&self, config: SessionConfig, job_name: &str) -> Result<SessionConfig> {
         let mut config = config
             .with_option_extension(BallistaConfig::default())
+            .with_ballista_physical_extension_codec(Arc::new(SpeechmillCodec::default()))
             .with_target_partitions(self.partitions);
         let options = config.options_mut();
         options.set("ballista.job.name", job_name)?;
@@ -97,17 +101,20 @@ impl Cluster {
         Ok(config)
     }
 
-    /// Plans `df` locally and runs it on the cluster; the stream yields the
+    /// Runs a physical plan (planned here) on the cluster; the stream yields the
     /// job's result batches once the job has finished.
-    pub async fn execute(&self, df: DataFrame) -> Result<SendableRecordBatchStream> {
-        let (state, plan) = df.into_parts();
-        let physical = state.create_physical_plan(&plan).await?;
+    pub async fn execute_plan(
+        &self,
+        session: &SessionContext,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = session.state();
         let config = state.config().clone();
         let codec = config.ballista_physical_extension_codec();
         let stream = execute_physical_plan::<PhysicalPlanNode>(
             format!("http://{}:{}", self.host, self.port),
             &config.ballista_config(),
-            physical,
+            plan,
             codec.as_ref(),
             state.session_id().to_string(),
             config,
@@ -184,6 +191,7 @@ pub(crate) fn server_state(
 /// Settings every cluster process starts from (clients send theirs on top).
 pub(crate) fn config_producer() -> SessionConfig {
     SessionConfig::new_with_ballista()
+        .with_ballista_physical_extension_codec(Arc::new(SpeechmillCodec::default()))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
-use super::{MAX_MESSAGE_BYTES, config_producer, server_state};
+use super::{MAX_MESSAGE_BYTES, SpeechmillCodec, config_producer, server_state};
 use crate::error::{Error, Result};
 use crate::stage::StageRegistry;
 
@@ -63,6 +63,7 @@ impl BoundScheduler {
             grpc_server_max_encoding_message_size: message_bytes,
             grpc_client_max_message_size: message_bytes,
             override_config_producer: Some(Arc::new(config_producer)),
+            override_physical_codec: Some(Arc::new(SpeechmillCodec::default())),
             override_session_builder: Some(session_builder),
             ..Default::default()
         };
