@@ -2,7 +2,14 @@
 //! hashed, then stored once under `blobs/sha256/<ab>/<hash>`. Remote fetches go
 //! through `object_store` (HTTP and S3 clients with timeouts and retries with
 //! backoff); many run at once, up to a limit.
+//!
+//! URIs: `s3://bucket/key` takes the key verbatim (spaces, `%`, `#`, `?`, `+`,
+//! non-ASCII: what S3 lists is what is fetched; no URL decoding). An http(s) URL may
+//! carry credentials (`https://user:token@host/…`): they are sent as HTTP Basic
+//! auth and never appear in what is stored, logged or returned as a reason
+//! ([`redact_credentials`] is the stored form).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,9 +23,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, Re
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use speechmill_pipeline::error::one_line;
-use speechmill_pipeline::store::{
-    BLOBS_DIR, StoreLocation, open_location, s3_builder, split_s3_url,
-};
+use speechmill_pipeline::store::{BLOBS_DIR, StoreLocation, open_location, s3_builder};
 
 /// How to fetch; travels to the UDF as a JSON literal so plans stay self-contained.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -39,6 +44,40 @@ pub enum Fetched {
         size_bytes: u64,
     },
     Rejected(String),
+}
+
+/// `uri` with any credentials (`user:token@` before the host) replaced by `***`, so
+/// it can be stored, logged and shown: `https://***@host/a.wav`. Only the authority
+/// (between `://` and the next `/`, `?` or `#`) is looked at, so an `@` in a path or
+/// an S3 key is left alone.
+pub fn redact_credentials(uri: &str) -> Cow<'_, str> {
+    let Some(scheme_end) = uri.find("://") else {
+        return Cow::Borrowed(uri);
+    };
+    let rest = &uri[scheme_end + 3..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        None => Cow::Borrowed(uri),
+        Some(at) => Cow::Owned(format!("{}***{}", &uri[..scheme_end + 3], &rest[at..])),
+    }
+}
+
+/// Splits `s3://bucket/key` into the bucket and the key, verbatim: S3 keys may
+/// hold any character, so nothing is URL-decoded and `#` or `?` are part of the key.
+pub fn split_s3_uri(uri: &str) -> Result<(String, String), String> {
+    let rest = uri
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("invalid_uri: not an s3:// URI: {}", redact_credentials(uri)))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("invalid_uri: missing bucket name (s3://BUCKET/key)".to_string());
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+/// The object-store path of a verbatim S3 key (the form S3 listings return).
+pub fn s3_key_path(key: &str) -> Result<ObjectPath, String> {
+    ObjectPath::parse(key).map_err(|e| format!("invalid_uri: bad S3 key: {e}"))
 }
 
 /// The store-relative key of a blob.
@@ -100,6 +139,15 @@ async fn fetch_to_blob(
     check_size(size, config.max_bytes)?;
     let key = blob_key(&sha);
     put_blob(store, &key, &local_path).await?;
+    // One line per fetched source, from the process that fetched it (on a cluster,
+    // an executor): `SPEECHMILL_LOG=speechmill::fetch=debug` shows who did the work.
+    tracing::debug!(
+        target: "speechmill::fetch",
+        pid = std::process::id(),
+        uri = %redact_credentials(uri),
+        bytes = size,
+        "fetched"
+    );
     Ok(Fetched::Stored {
         source_id: sha,
         blob: key,
@@ -231,32 +279,12 @@ fn retry_config(config: &FetchConfig) -> RetryConfig {
 
 /// The object store that serves `uri` and the object's path in it.
 fn remote(uri: &str, config: &FetchConfig) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
-    let url = url::Url::parse(uri).map_err(|e| format!("invalid_uri: {e}"))?;
-    let (key, path) = match url.scheme() {
-        "s3" => {
-            let (bucket, path) = split_s3_url(uri).map_err(|e| format!("invalid_uri: {e}"))?;
-            (format!("s3://{bucket}"), path)
-        }
-        "http" | "https" => {
-            if url.query().is_some() {
-                return Err(
-                    "unsupported_uri: URLs with a query string are not supported yet".to_string(),
-                );
-            }
-            let origin = url.origin().ascii_serialization();
-            let path =
-                ObjectPath::from_url_path(url.path()).map_err(|e| format!("invalid_uri: {e}"))?;
-            (origin, path)
-        }
-        other => return Err(format!("unsupported_uri: scheme {other}")),
-    };
-    let cache_key = format!("{key}|{}|{}", config.timeout_ms, config.retries);
-    if let Some(found) = CLIENTS.lock().ok().and_then(|m| m.get(&cache_key).cloned()) {
-        return Ok((found, path));
-    }
-    let client: Arc<dyn ObjectStore> = if let Some(bucket) = key.strip_prefix("s3://") {
-        Arc::new(
-            s3_builder(bucket)
+    if uri.starts_with("s3://") {
+        let (bucket, key) = split_s3_uri(uri)?;
+        let path = s3_key_path(&key)?;
+        let cache_key = format!("s3://{bucket}|{}|{}", config.timeout_ms, config.retries);
+        let client = cached_client(cache_key, || {
+            let client = s3_builder(&bucket)
                 .with_retry(retry_config(config))
                 .with_client_options(
                     client_options(config).with_allow_http(
@@ -270,22 +298,146 @@ fn remote(uri: &str, config: &FetchConfig) -> Result<(Arc<dyn ObjectStore>, Obje
                         "fetch_failed: cannot configure S3: {}",
                         one_line(&e.to_string())
                     )
-                })?,
-        )
-    } else {
-        Arc::new(
-            HttpBuilder::new()
-                .with_url(&key)
-                .with_client_options(client_options(config))
-                .with_retry(retry_config(config))
-                .build()
-                .map_err(|e| format!("fetch_failed: {}", one_line(&e.to_string())))?,
-        )
-    };
-    if let Ok(mut m) = CLIENTS.lock() {
-        m.insert(cache_key, client.clone());
+                })?;
+            Ok(Arc::new(client))
+        })?;
+        return Ok((client, path));
     }
+    // Never echo the URL itself: it may hold credentials.
+    let url = url::Url::parse(uri).map_err(|e| format!("invalid_uri: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => return Err(format!("unsupported_uri: scheme {other}")),
+    }
+    if url.query().is_some() {
+        return Err("unsupported_uri: URLs with a query string are not supported yet".to_string());
+    }
+    // The client talks to the origin without userinfo (so no error message can
+    // carry it); credentials go in an Authorization header instead.
+    let origin = url.origin().ascii_serialization();
+    let path = ObjectPath::from_url_path(url.path()).map_err(|e| format!("invalid_uri: {e}"))?;
+    let authorization = basic_authorization(&url);
+    // Clients are per origin and credentials (kept in memory only, never logged).
+    let cache_key = format!(
+        "{origin}|{}|{}|{}",
+        config.timeout_ms,
+        config.retries,
+        authorization.as_deref().unwrap_or("")
+    );
+    let client = cached_client(cache_key, || {
+        let mut options = client_options(config);
+        if let Some(value) = &authorization {
+            let headers: HashMap<String, String> =
+                HashMap::from([("authorization".to_string(), value.clone())]);
+            // (`HeaderMap` is `http`'s, reached through object_store's signature.)
+            options = options.with_default_headers((&headers).try_into().map_err(|_| {
+                "invalid_uri: credentials that cannot be sent in a header".to_string()
+            })?);
+        }
+        let client = HttpBuilder::new()
+            .with_url(&origin)
+            .with_client_options(options)
+            .with_retry(retry_config(config))
+            .build()
+            .map_err(|e| format!("fetch_failed: {}", one_line(&e.to_string())))?;
+        Ok(Arc::new(client))
+    })?;
     Ok((client, path))
+}
+
+fn cached_client(
+    key: String,
+    build: impl FnOnce() -> Result<Arc<dyn ObjectStore>, String>,
+) -> Result<Arc<dyn ObjectStore>, String> {
+    if let Some(found) = CLIENTS.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(found);
+    }
+    let client = build()?;
+    if let Ok(mut m) = CLIENTS.lock() {
+        m.insert(key, client.clone());
+    }
+    Ok(client)
+}
+
+/// `Basic base64(user:password)` from a URL's userinfo (percent-decoded), if any.
+fn basic_authorization(url: &url::Url) -> Option<String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| String::from_utf8_lossy(&percent_decode(s)).into_owned();
+    let user = decode(url.username());
+    let password = url.password().map(decode).unwrap_or_default();
+    Some(format!(
+        "Basic {}",
+        base64_encode(format!("{user}:{password}").as_bytes())
+    ))
+}
+
+/// `%XX` escapes decoded; anything else (a stray `%`) kept as is.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding (RFC 4648), for the Basic auth header.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// What identifies the current version of a remote source, from a HEAD request:
+/// size, ETag and Last-Modified. A source that cannot be reached gets a version
+/// naming the failure, so it changes once the source appears.
+pub async fn remote_version(uri: &str, config: &FetchConfig) -> String {
+    let (client, path) = match remote(uri, config) {
+        Ok(found) => found,
+        Err(reason) => return format!("unusable: {reason}"),
+    };
+    match client.head(&path).await {
+        Ok(meta) => format!(
+            "size={};etag={};last_modified={}",
+            meta.size,
+            meta.e_tag.unwrap_or_default(),
+            meta.last_modified.to_rfc3339()
+        ),
+        Err(object_store::Error::NotFound { .. }) => "head_failed: not found".to_string(),
+        Err(_) => "head_failed".to_string(),
+    }
 }
 
 /// Downloads a remote object to a temp file, enforcing the size limit as it streams.
@@ -328,5 +480,102 @@ fn fetch_error(e: &object_store::Error, config: &FetchConfig) -> String {
             config.retries,
             one_line(&other.to_string())
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_from_the_authority_only() {
+        assert_eq!(
+            redact_credentials("https://user:s3cret@example.org/a/b.wav"),
+            "https://***@example.org/a/b.wav"
+        );
+        assert_eq!(
+            redact_credentials("http://token@127.0.0.1:8080/x.mp3"),
+            "http://***@127.0.0.1:8080/x.mp3"
+        );
+        // A password holding `@` is still redacted whole.
+        assert_eq!(
+            redact_credentials("https://u:p@ss@host/x"),
+            "https://***@host/x"
+        );
+        // `@` after the authority (a path, an S3 key) is not a credential.
+        for unchanged in [
+            "https://host/people/a@b.wav",
+            "s3://bucket/user@example.com/clip.wav",
+            "/data/a@b.wav",
+            "https://host?q=a@b",
+        ] {
+            assert_eq!(redact_credentials(unchanged), unchanged);
+        }
+    }
+
+    #[test]
+    fn s3_uris_keep_every_character_of_the_key() {
+        for key in [
+            "odd/with space.wav",
+            "odd/100%.wav",
+            "odd/a#b.wav",
+            "odd/q?x=1.wav",
+            "odd/plus+sign.wav",
+            "odd/ünïcødé-日本.wav",
+            "odd/%20literal.wav",
+        ] {
+            let (bucket, got) = split_s3_uri(&format!("s3://bucket/{key}")).unwrap();
+            assert_eq!((bucket.as_str(), got.as_str()), ("bucket", key));
+            // The object path is the key itself, as an S3 listing returns it.
+            assert_eq!(s3_key_path(key).unwrap().as_ref(), key);
+        }
+        assert!(split_s3_uri("s3:///key").is_err());
+    }
+
+    #[test]
+    fn basic_auth_comes_from_the_decoded_userinfo() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
+        let url = url::Url::parse("https://Aladdin:open%20sesame@host/x").unwrap();
+        assert_eq!(
+            basic_authorization(&url).unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        let plain = url::Url::parse("https://host/x").unwrap();
+        assert_eq!(basic_authorization(&plain), None);
+        assert_eq!(percent_decode("a%2Bb%zz%+1%"), b"a+b%zz%+1%");
+    }
+
+    #[tokio::test]
+    async fn fetch_errors_never_name_the_credentials() {
+        let store = tempfile::tempdir().unwrap();
+        let config = FetchConfig {
+            store: store.path().display().to_string(),
+            max_bytes: 1 << 20,
+            concurrency: 1,
+            timeout_ms: 2_000,
+            retries: 0,
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Nothing listens on `port` once the listener is dropped.
+        let uri = format!("http://user:topsecret@127.0.0.1:{port}/a.wav");
+        let got = fetch_all(vec![Some(uri.clone())], &config).await;
+        match &got[0] {
+            Some(Fetched::Rejected(reason)) => {
+                assert!(reason.starts_with("fetch_failed"), "{reason}");
+                assert!(!reason.contains("topsecret"), "{reason}");
+            }
+            other => panic!("expected a reject, got {other:?}"),
+        }
+        let version = remote_version(&uri, &config).await;
+        assert!(version.starts_with("head_failed"), "{version}");
+        assert!(!version.contains("topsecret"));
     }
 }
