@@ -153,3 +153,203 @@ fn http_list_file_fetches_urls_and_rejects_failures_with_reasons() {
         "{rejects:?}"
     );
 }
+
+/// An ingest-only DAG over `paths`.
+fn ingest_dag(dir: &std::path::Path, paths: &[&str]) -> std::path::PathBuf {
+    let list: Vec<String> = paths
+        .iter()
+        .map(|p| serde_json::Value::String(p.to_string()).to_string())
+        .collect();
+    write_dag(
+        dir,
+        "ingest.toml",
+        &format!(
+            "[nodes.ingest]\nstage = \"ingest\"\nparams = {{ paths = [{}], retries = 0, timeout_s = 5 }}\n",
+            list.join(", ")
+        ),
+    )
+}
+
+fn ingest_line(plan: &str) -> String {
+    plan.lines()
+        .find(|l| l.starts_with("ingest"))
+        .unwrap_or_else(|| panic!("no ingest line in {plan}"))
+        .to_string()
+}
+
+#[test]
+fn s3_keys_with_special_characters_fetch_the_right_object() {
+    let moto = start_moto();
+    create_bucket(moto.port, "odd-keys");
+    let keys = [
+        "odd/with space.wav",
+        "odd/100%.wav",
+        "odd/a#b.wav",
+        "odd/q?x=1.wav",
+        "odd/plus+sign.wav",
+        "odd/ünïcødé-日本.wav",
+        "odd/%20literal.wav",
+    ];
+    // Distinct bytes per key, naming the key: a mix-up shows in the blob.
+    for key in keys {
+        put_object_raw_key(
+            moto.port,
+            "odd-keys",
+            key,
+            format!("bytes of {key}").as_bytes(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The same keys, verbatim, in a list file.
+    std::fs::write(
+        dir.path().join("list.jsonl"),
+        "{\"uri\": \"s3://odd-keys/odd/a#b.wav\", \"tag\": \"listed\"}\n\
+         {\"uri\": \"s3://odd-keys/odd/q?x=1.wav\", \"tag\": \"listed\"}\n",
+    )
+    .unwrap();
+    let dag = ingest_dag(dir.path(), &["s3://odd-keys/odd/", "list.jsonl"]);
+    ok(s3_env(&mut speechmill(dir.path()), moto.port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        "store",
+    ]));
+    let rows = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, blob FROM ingest ORDER BY uri",
+    );
+    let rejects = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, reason FROM ingest_rejects",
+    );
+    assert_eq!(rows.len(), keys.len() + 1, "{rows:?}\n{rejects:?}");
+    for key in keys {
+        let uri = format!("s3://odd-keys/{key}");
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("{uri},")) || r.starts_with(&format!("\"{uri}\",")))
+            .unwrap_or_else(|| panic!("no row for {uri} in {rows:?}"));
+        let blob = row.rsplit(',').next().unwrap().trim_matches('"');
+        let bytes = std::fs::read(dir.path().join("store").join(blob)).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            format!("bytes of {key}"),
+            "{uri}"
+        );
+    }
+    // Listed and crawled, the same object is one source with a duplicate.
+    assert_eq!(
+        sql_number(
+            dir.path(),
+            "store",
+            "SELECT count(*) FROM ingest WHERE array_length(duplicate_uris) = 1"
+        ),
+        2
+    );
+}
+
+#[test]
+fn a_changed_http_source_reruns_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("clip.wav"), b"first version").unwrap();
+    let server = LoopbackHttp::serve(&served, None);
+    let dag = ingest_dag(dir.path(), &[&server.url("clip.wav")]);
+    let dag = dag.to_str().unwrap();
+    ok(speechmill(dir.path()).args(["run", dag, "--store", "store"]));
+    let plan = ok(speechmill(dir.path()).args(["plan", dag, "--store", "store"]));
+    assert!(ingest_line(&plan).contains("cached"), "{plan}");
+
+    // Same size, other bytes: only the ETag tells.
+    std::fs::write(served.join("clip.wav"), b"other version").unwrap();
+    let plan = ok(speechmill(dir.path()).args(["plan", dag, "--store", "store"]));
+    assert!(ingest_line(&plan).contains("to-run"), "{plan}");
+    ok(speechmill(dir.path()).args(["run", dag, "--store", "store"]));
+    let blob = sql_csv(dir.path(), "store", "SELECT blob FROM ingest");
+    let bytes = std::fs::read(dir.path().join("store").join(blob[1].trim())).unwrap();
+    assert_eq!(bytes, b"other version");
+
+    // Another size reruns too; an unchanged file does not.
+    std::fs::write(served.join("clip.wav"), b"a longer third version").unwrap();
+    let plan = ok(speechmill(dir.path()).args(["plan", dag, "--store", "store"]));
+    assert!(ingest_line(&plan).contains("to-run"), "{plan}");
+    ok(speechmill(dir.path()).args(["run", dag, "--store", "store"]));
+    let plan = ok(speechmill(dir.path()).args(["plan", dag, "--store", "store"]));
+    assert!(ingest_line(&plan).contains("cached"), "{plan}");
+}
+
+#[test]
+fn credentials_in_an_http_uri_never_reach_the_store_or_the_logs() {
+    const SECRET: &str = "tok-5ecr3t-XYZ";
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("clip.wav"), b"protected bytes").unwrap();
+    // Basic base64("alice:tok-5ecr3t-XYZ"): the server answers 401 without it.
+    let server = LoopbackHttp::serve(&served, Some("Basic YWxpY2U6dG9rLTVlY3IzdC1YWVo=".into()));
+    let with_secret =
+        |path: &str| format!("http://alice:{SECRET}@127.0.0.1:{}/{path}", server.port);
+    std::fs::write(
+        dir.path().join("list.jsonl"),
+        format!(
+            "{{\"uri\": \"{}\", \"language\": \"en\"}}\n",
+            with_secret("missing.wav")
+        ),
+    )
+    .unwrap();
+    let dag = ingest_dag(dir.path(), &[&with_secret("clip.wav"), "list.jsonl"]);
+    let dag = dag.to_str().unwrap();
+    let mut logs = String::new();
+    for args in [
+        vec!["plan", dag, "--store", "store"],
+        vec!["run", dag, "--store", "store"],
+        vec!["plan", dag, "--store", "store"],
+        vec!["inspect", "--store", "store"],
+    ] {
+        let o = output(
+            speechmill(dir.path())
+                .env("SPEECHMILL_LOG", "debug")
+                .env("NO_COLOR", "1")
+                .args(&args),
+        );
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        logs.push_str(&stdout(&o));
+        logs.push_str(&stderr(&o));
+    }
+    assert!(
+        !logs.contains(SECRET),
+        "the secret is in the output:\n{logs}"
+    );
+    // The credentials were used: the protected file was fetched, and logged redacted.
+    let redacted = format!("http://***@127.0.0.1:{}", server.port);
+    let rows = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, origin, size_bytes FROM ingest",
+    );
+    assert_eq!(
+        rows[1..],
+        [format!("{redacted}/clip.wav,{redacted}/clip.wav,15")]
+    );
+    let rejects = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT uri, reason FROM ingest_rejects",
+    );
+    assert_eq!(
+        rejects[1..],
+        [format!("{redacted}/missing.wav,fetch_failed: not found")]
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("speechmill::fetch: fetched")
+                && l.contains(&format!("uri={redacted}/clip.wav"))
+                && l.contains("bytes=15")),
+        "no fetch log line:\n{logs}"
+    );
+    let leaked = files_containing(&dir.path().join("store"), SECRET);
+    assert!(leaked.is_empty(), "the secret is in {leaked:?}");
+}

@@ -275,3 +275,125 @@ pub fn sql_number(cwd: &Path, store: &str, query: &str) -> i64 {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("{query}: expected one number, got {lines:?}"))
 }
+
+/// Puts an object on moto under a key that may hold any character (spaces, `%`,
+/// `#`, `?`, `+`, non-ASCII): the key is percent-encoded in the request path.
+pub fn put_object_raw_key(port: u16, bucket: &str, key: &str, body: &[u8]) {
+    let encoded: String = key
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    http_request(port, "PUT", &format!("/{bucket}/{encoded}"), body);
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// A loopback HTTP/1.1 file server (a thread per connection) for http sources:
+/// answers HEAD and GET for the files in `root` with `Content-Length`, an `ETag`
+/// derived from the bytes and a fixed `Last-Modified`; 404 for missing files;
+/// 401 unless the request carries `authorization` when one is required. It lives
+/// until the test process ends.
+pub struct LoopbackHttp {
+    pub port: u16,
+}
+
+impl LoopbackHttp {
+    pub fn serve(root: &Path, authorization: Option<String>) -> LoopbackHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let root = root.to_path_buf();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = root.clone();
+                let authorization = authorization.clone();
+                std::thread::spawn(move || serve_one(stream, &root, authorization.as_deref()));
+            }
+        });
+        LoopbackHttp { port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+fn serve_one(mut stream: std::net::TcpStream, root: &Path, authorization: Option<&str>) {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut authorized = authorization.is_none();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+            && Some(value.trim()) == authorization
+        {
+            authorized = true;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("/");
+    let file = root.join(target.trim_start_matches('/'));
+    let (status, body) = if !authorized {
+        ("401 Unauthorized", None)
+    } else {
+        match std::fs::read(&file) {
+            Ok(bytes) if file.is_file() => ("200 OK", Some(bytes)),
+            _ => ("404 Not Found", None),
+        }
+    };
+    let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+    match &body {
+        Some(bytes) => {
+            // FNV-1a of the bytes: changes whenever the content does.
+            let etag = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+            });
+            head.push_str(&format!(
+                "Content-Length: {}\r\nETag: \"{etag:016x}\"\r\nLast-Modified: Tue, 01 Dec 2026 08:00:00 GMT\r\n\r\n",
+                bytes.len()
+            ));
+        }
+        None => head.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    let _ = stream.write_all(head.as_bytes());
+    if method == "GET"
+        && let Some(bytes) = &body
+    {
+        let _ = stream.write_all(bytes);
+    }
+    let _ = stream.flush();
+}
