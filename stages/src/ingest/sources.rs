@@ -389,17 +389,28 @@ fn parse_csv(bytes: &[u8]) -> Vec<ListEntry> {
     for record in reader.byte_records() {
         let (line, entry) = match record {
             Err(e) => (
-                e.position().map_or(0, |p| p.line()),
+                e.position().map_or(0, |p| line_at(bytes, p)),
                 Err(format!("unreadable CSV record: {}", csv_error(&e))),
             ),
             Ok(record) => {
-                let line = record.position().map_or(0, |p| p.line());
+                let line = record.position().map_or(0, |p| line_at(bytes, p));
                 (line, csv_entry(&record, uri_index, &names))
             }
         };
         entries.push((line, entry));
     }
     entries
+}
+
+/// The 1-based line a CSV record starts on. Counted from its byte offset, which
+/// may point at the end of the previous record's CRLF terminator (csv's own line
+/// count lags behind by one there).
+fn line_at(bytes: &[u8], position: &csv::Position) -> u64 {
+    let mut at = (position.byte() as usize).min(bytes.len());
+    while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+        at += 1;
+    }
+    bytes[..at].iter().filter(|b| **b == b'\n').count() as u64 + 1
 }
 
 fn csv_entry(
@@ -754,6 +765,21 @@ mod tests {
                 reason(&got.rows[1])
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_in_a_crlf_csv_is_named_by_its_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("l.csv");
+        std::fs::write(&csv, b"uri,x\r\na.wav,1\r\nb.wav,\xE9\r\n\r\nc.wav,3\r\n").unwrap();
+        let got = expand_one(&csv).await;
+        assert_eq!(got.rows.len(), 3);
+        let want = format!("bad_list_entry: {} line 3: not UTF-8", csv.display());
+        assert!(
+            reason(&got.rows[1]).starts_with(&want),
+            "{}",
+            reason(&got.rows[1])
+        );
     }
 
     #[tokio::test]
