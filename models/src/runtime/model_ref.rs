@@ -104,13 +104,16 @@ fn file_path(root: &Path, file: &str) -> PathBuf {
     }
 }
 
+/// A file and the sha256 it is expected to have.
+type Expected = (PathBuf, String);
+
 /// Remembers which (file, expected sha256) pairs this process has verified, so that a
 /// 300 MB model is hashed once per process rather than once per UDF call. A mismatch is
 /// not remembered: a file fixed by the setup step passes on the next call.
 #[derive(Debug, Default)]
 pub struct Verifier {
     /// One lock per (file, expected hash): concurrent first calls hash the file once.
-    checked: Mutex<HashMap<(PathBuf, String), Arc<Mutex<bool>>>>,
+    checked: Mutex<HashMap<Expected, Arc<Mutex<bool>>>>,
     hashed: AtomicUsize,
 }
 
