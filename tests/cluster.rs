@@ -159,7 +159,8 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     let scheduler = start_scheduler();
     let _executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
     let store = "s3://speechmill-cluster/demo";
-    let run = output(run_demo(store, moto.port, Some(scheduler.port)).env("SPEECHMILL_LOG", CLUSTER_LOG));
+    let run =
+        output(run_demo(store, moto.port, Some(scheduler.port)).env("SPEECHMILL_LOG", CLUSTER_LOG));
     let (out, client_log) = (stdout(&run), stderr(&run));
     assert!(run.status.success(), "{out}\n{client_log}");
     assert!(out.contains("6 node(s) ran"), "{out}");
@@ -180,7 +181,12 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     );
 
     // The executors fetched every stored source; the client fetched none.
-    let sources = s3_sql_number(&repo_root(), moto.port, store, "SELECT count(*) FROM ingest");
+    let sources = s3_sql_number(
+        &repo_root(),
+        moto.port,
+        store,
+        "SELECT count(*) FROM ingest",
+    );
     let executor_fetches: usize = (0..2)
         .map(|i| fetch_lines(&read_log(&dir.path().join(format!("work-{i}")))).len())
         .sum();
@@ -298,7 +304,10 @@ fn killing_an_executor_mid_task_reruns_its_tasks_and_loses_nothing() {
             "executor 0 never ran an asr task:\n{}",
             read_log(&work_a)
         );
-        assert!(run.try_wait().unwrap().is_none(), "the run ended before the kill");
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
         match (unfinished_tasks(&read_log(&work_a)).pop(), &running_since) {
             (Some(task), Some((seen, since))) if *seen == task => {
                 if since.elapsed() > Duration::from_secs(1) {

@@ -35,14 +35,10 @@ fn unix_now() -> u64 {
 fn a_run_on_a_store_held_by_a_live_run_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let audio = dir.path().join("audio");
-    ffmpeg_make(
-        "sine=frequency=440:duration=1",
-        &["-ar", "16000"],
-        &{
-            std::fs::create_dir_all(&audio).unwrap();
-            audio.join("tone.wav")
-        },
-    );
+    ffmpeg_make("sine=frequency=440:duration=1", &["-ar", "16000"], &{
+        std::fs::create_dir_all(&audio).unwrap();
+        audio.join("tone.wav")
+    });
     let dag = ingest_decode_dag(dir.path(), &["audio/*.wav"]);
     let store = dir.path().join("store");
     std::fs::create_dir_all(&store).unwrap();
@@ -103,7 +99,10 @@ fn a_sql_node_cannot_point_a_stage_at_a_file_outside_the_store() {
         ),
     );
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
-    assert_eq!(sql_number(dir.path(), "store", "SELECT count(*) FROM decode"), 0);
+    assert_eq!(
+        sql_number(dir.path(), "store", "SELECT count(*) FROM decode"),
+        0
+    );
     let reasons = sql_csv(dir.path(), "store", "SELECT reason FROM decode_rejects");
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[1].starts_with("bad_blob"), "{reasons:?}");

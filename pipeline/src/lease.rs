@@ -150,10 +150,7 @@ async fn create(store: &Arc<dyn ObjectStore>, path: &Path, info: &LeaseInfo) -> 
         mode: PutMode::Create,
         ..PutOptions::default()
     };
-    match store
-        .put_opts(path, PutPayload::from(body), options)
-        .await
-    {
+    match store.put_opts(path, PutPayload::from(body), options).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(object_store::Error::Precondition { .. }) => Ok(false),
@@ -167,9 +164,10 @@ async fn create(store: &Arc<dyn ObjectStore>, path: &Path, info: &LeaseInfo) -> 
 async fn read(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<LeaseInfo>> {
     match store.get(path).await {
         Ok(got) => {
-            let bytes = got.bytes().await.map_err(|e| {
-                Error::Store(format!("cannot read the store's lease {path}: {e}"))
-            })?;
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| Error::Store(format!("cannot read the store's lease {path}: {e}")))?;
             // An unreadable lease (a torn write of a crashed run) counts as stale.
             Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LeaseInfo {
                 run_id: "unknown".into(),
@@ -309,7 +307,10 @@ mod tests {
         for holder in [dead, silent] {
             store
                 .object_store()
-                .put(&path, PutPayload::from(serde_json::to_vec(&holder).unwrap()))
+                .put(
+                    &path,
+                    PutPayload::from(serde_json::to_vec(&holder).unwrap()),
+                )
                 .await
                 .unwrap();
             let lease = RunLease::acquire(&store, "run z").await.unwrap();

@@ -108,10 +108,8 @@ impl OutputLayout {
         Ok(match self.reason_index {
             Some(i) => {
                 let reasons = &cast(batch.column(i), &DataType::Utf8)?;
-                let kept = filter_record_batch(
-                    &batch.project(&self.data_columns)?,
-                    &is_null(reasons)?,
-                )?;
+                let kept =
+                    filter_record_batch(&batch.project(&self.data_columns)?, &is_null(reasons)?)?;
                 let rejected = filter_record_batch(&batch, &is_not_null(reasons)?)?;
                 let mut columns: Vec<ArrayRef> = self
                     .data_columns
@@ -411,7 +409,8 @@ impl Written {
         ) else {
             return Err(Error::Store("part summary of unexpected types".into()));
         };
-        self.data_files.extend(data.iter().flatten().map(String::from));
+        self.data_files
+            .extend(data.iter().flatten().map(String::from));
         self.reject_files
             .extend(rejects.iter().flatten().map(String::from));
         self.rows += rows.iter().flatten().sum::<u64>();
@@ -436,7 +435,12 @@ impl Written {
         ] {
             files.sort();
             if files.is_empty() {
-                let path = store.part_path(&target.node, &target.fingerprint, table, "part-empty.parquet");
+                let path = store.part_path(
+                    &target.node,
+                    &target.fingerprint,
+                    table,
+                    "part-empty.parquet",
+                );
                 let writer = AsyncArrowWriter::try_new(
                     BufWriter::new(store.object_store().clone(), path.clone()),
                     schema.clone(),
@@ -500,6 +504,9 @@ mod tests {
         let a = part_name(3);
         let b = part_name(3);
         assert_ne!(a, b);
-        assert!(a.starts_with("part-00003-") && a.ends_with(".parquet"), "{a}");
+        assert!(
+            a.starts_with("part-00003-") && a.ends_with(".parquet"),
+            "{a}"
+        );
     }
 }

@@ -389,13 +389,13 @@ pub async fn register_marker(
         let urls = store
             .file_urls(files)
             .iter()
-            .map(|u| ListingTableUrl::parse(u))
+            .map(ListingTableUrl::parse)
             .collect::<datafusion::common::Result<Vec<_>>>()?;
         if urls.is_empty() {
             continue;
         }
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet");
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .infer_schema(&session.state())
@@ -512,7 +512,10 @@ mod tests {
             vec![],
         ];
         session
-            .register_table("t", Arc::new(MemTable::try_new(schema.clone(), partitions).unwrap()))
+            .register_table(
+                "t",
+                Arc::new(MemTable::try_new(schema.clone(), partitions).unwrap()),
+            )
             .unwrap();
         let runner = Runner::new(registry.clone(), store.clone(), Progress::hidden());
         let target = PartTarget {
@@ -522,7 +525,10 @@ mod tests {
         };
         let bar = Progress::hidden().node("t", "sql");
         let df = session.table("t").await.unwrap();
-        let written = runner.execute_parts(&session, df, &target, &bar).await.unwrap();
+        let written = runner
+            .execute_parts(&session, df, &target, &bar)
+            .await
+            .unwrap();
         assert_eq!((written.rows, written.rejects), (4, 1));
         assert_eq!(written.data_files.len(), 2, "{:?}", written.data_files);
         assert_eq!(written.reject_files.len(), 1, "{:?}", written.reject_files);
@@ -579,7 +585,10 @@ mod tests {
             .await
             .unwrap();
         let bar = Progress::hidden().node("empty", "sql");
-        let written = runner.execute_parts(&session, df, &target, &bar).await.unwrap();
+        let written = runner
+            .execute_parts(&session, df, &target, &bar)
+            .await
+            .unwrap();
         assert_eq!((written.rows, written.rejects), (0, 0));
         assert_eq!(written.data_files.len(), 1);
         assert_eq!(written.reject_files.len(), 1);

@@ -53,7 +53,10 @@ pub async fn local_blob(store_url: &str, key: &str) -> Result<LocalBlob, String>
 /// Accepts only `blobs/sha256/<first 2 hex digits>/<64 hex digits>`, the keys ingest
 /// writes: no absolute paths, no `..`, nothing outside the store's blobs.
 fn check_blob_key(key: &str) -> Result<(), String> {
-    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     let parts: Vec<&str> = key.split('/').collect();
     let valid = match parts.as_slice() {
         [dir, "sha256", prefix, hash] => {

@@ -10,9 +10,7 @@ use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::prelude::SessionConfig;
 
-use super::{
-    MAX_MESSAGE_BYTES, SpeechmillCodec, config_producer, server_runtime, server_state,
-};
+use super::{MAX_MESSAGE_BYTES, SpeechmillCodec, config_producer, server_runtime, server_state};
 use crate::error::{Error, Result};
 use crate::stage::StageRegistry;
 
