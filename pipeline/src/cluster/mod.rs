@@ -94,6 +94,10 @@ impl Cluster {
             .with_target_partitions(self.partitions);
         let options = config.options_mut();
         options.set("ballista.job.name", job_name)?;
+        // Ballista's adaptive planner merges shuffle partitions by bytes. A row of
+        // ours is a blob key or a segment that costs seconds of decoding, VAD or
+        // Whisper, not bytes: merging would put a node's whole work in one task.
+        options.set("ballista.planner.coalesce.enabled", "false")?;
         options.set(
             "ballista.client.grpc_max_message_size",
             &MAX_MESSAGE_BYTES.to_string(),

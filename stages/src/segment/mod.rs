@@ -35,6 +35,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Partitioning, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
+use datafusion::prelude::col;
 use serde::{Deserialize, Serialize};
 use speechmill_models::vad::{self, MODEL_NAME};
 use speechmill_models::{
@@ -275,7 +276,10 @@ impl ConfiguredStage for ConfiguredSegment {
         .map_err(|e| Error::node(&cx.node, e))?;
         let select = stage_output(schema.inner(), &[], "__seg", &SegmentUdf::fields());
         let partitions = cx.session.state().config().target_partitions();
-        let input = input.repartition(Partitioning::RoundRobinBatch(partitions))?;
+        // Sources spread over the tasks by hash of their id: each source's segments
+        // come from one task, and a cluster splits the work (Ballista plans no
+        // exchange for a round-robin repartition, so that ran in one task).
+        let input = input.repartition(Partitioning::Hash(vec![col("source_id")], partitions))?;
         cx.session
             .register_table("__segment_input", input.into_view())?;
         // The volatile UDF runs once per source; UNNEST turns its list into rows,
