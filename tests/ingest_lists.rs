@@ -5,22 +5,6 @@ mod common;
 
 use common::*;
 
-/// An ingest-only DAG over `paths`.
-fn ingest_dag(dir: &std::path::Path, paths: &[&str]) -> std::path::PathBuf {
-    let list: Vec<String> = paths
-        .iter()
-        .map(|p| serde_json::Value::String(p.to_string()).to_string())
-        .collect();
-    write_dag(
-        dir,
-        "ingest.toml",
-        &format!(
-            "[nodes.ingest]\nstage = \"ingest\"\nparams = {{ paths = [{}] }}\n",
-            list.join(", ")
-        ),
-    )
-}
-
 #[test]
 fn an_ljspeech_folder_ingests_every_wav_and_does_not_read_its_metadata_csv() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,7 +23,7 @@ fn an_ljspeech_folder_ingests_every_wav_and_does_not_read_its_metadata_csv() {
     std::fs::write(corpus.join("metadata.csv"), metadata).unwrap();
     for paths in [["LJSpeech-1.1"], ["LJSpeech-1.1/**/*"]] {
         let store = format!("store-{}", paths[0].len());
-        let dag = ingest_dag(dir.path(), &paths);
+        let dag = ingest_dag(dir.path(), &paths, "");
         ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", &store]));
         assert_eq!(
             sql_number(
@@ -82,7 +66,7 @@ fn a_list_file_with_a_bom_crlf_a_bad_byte_and_colliding_columns_still_ingests() 
           c.wav,de,s3,why,p3,f3,b3,r3,u3\r\n",
     );
     std::fs::write(dir.path().join("list.csv"), list).unwrap();
-    let dag = ingest_dag(dir.path(), &["list.csv"]);
+    let dag = ingest_dag(dir.path(), &["list.csv"], "");
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
 
     let rows = sql_csv(

@@ -154,22 +154,6 @@ fn http_list_file_fetches_urls_and_rejects_failures_with_reasons() {
     );
 }
 
-/// An ingest-only DAG over `paths`.
-fn ingest_dag(dir: &std::path::Path, paths: &[&str]) -> std::path::PathBuf {
-    let list: Vec<String> = paths
-        .iter()
-        .map(|p| serde_json::Value::String(p.to_string()).to_string())
-        .collect();
-    write_dag(
-        dir,
-        "ingest.toml",
-        &format!(
-            "[nodes.ingest]\nstage = \"ingest\"\nparams = {{ paths = [{}], retries = 0, timeout_s = 5 }}\n",
-            list.join(", ")
-        ),
-    )
-}
-
 fn ingest_line(plan: &str) -> String {
     plan.lines()
         .find(|l| l.starts_with("ingest"))
@@ -207,7 +191,11 @@ fn s3_keys_with_special_characters_fetch_the_right_object() {
          {\"uri\": \"s3://odd-keys/odd/q?x=1.wav\", \"tag\": \"listed\"}\n",
     )
     .unwrap();
-    let dag = ingest_dag(dir.path(), &["s3://odd-keys/odd/", "list.jsonl"]);
+    let dag = ingest_dag(
+        dir.path(),
+        &["s3://odd-keys/odd/", "list.jsonl"],
+        "retries = 0, timeout_s = 5",
+    );
     ok(s3_env(&mut speechmill(dir.path()), moto.port).args([
         "run",
         dag.to_str().unwrap(),
@@ -257,7 +245,11 @@ fn a_changed_http_source_reruns_ingest() {
     std::fs::create_dir_all(&served).unwrap();
     std::fs::write(served.join("clip.wav"), b"first version").unwrap();
     let server = LoopbackHttp::serve(&served, None);
-    let dag = ingest_dag(dir.path(), &[&server.url("clip.wav")]);
+    let dag = ingest_dag(
+        dir.path(),
+        &[&server.url("clip.wav")],
+        "retries = 0, timeout_s = 5",
+    );
     let dag = dag.to_str().unwrap();
     ok(speechmill(dir.path()).args(["run", dag, "--store", "store"]));
     let plan = ok(speechmill(dir.path()).args(["plan", dag, "--store", "store"]));
@@ -300,7 +292,11 @@ fn credentials_in_an_http_uri_never_reach_the_store_or_the_logs() {
         ),
     )
     .unwrap();
-    let dag = ingest_dag(dir.path(), &[&with_secret("clip.wav"), "list.jsonl"]);
+    let dag = ingest_dag(
+        dir.path(),
+        &[&with_secret("clip.wav"), "list.jsonl"],
+        "retries = 0, timeout_s = 5",
+    );
     let dag = dag.to_str().unwrap();
     let mut logs = String::new();
     for args in [

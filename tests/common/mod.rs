@@ -397,3 +397,24 @@ fn serve_one(mut stream: std::net::TcpStream, root: &Path, authorization: Option
     }
     let _ = stream.flush();
 }
+
+/// An ingest-only DAG over `paths`, with `extra` ingest params (`"retries = 0"`).
+pub fn ingest_dag(dir: &Path, paths: &[&str], extra: &str) -> PathBuf {
+    let list: Vec<String> = paths
+        .iter()
+        .map(|p| serde_json::Value::String(p.to_string()).to_string())
+        .collect();
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    write_dag(
+        dir,
+        "ingest.toml",
+        &format!(
+            "[nodes.ingest]\nstage = \"ingest\"\nparams = {{ paths = [{}]{extra} }}\n",
+            list.join(", ")
+        ),
+    )
+}
