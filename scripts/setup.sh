@@ -4,6 +4,8 @@
 # stamps and takes seconds.
 #
 #   bash scripts/setup.sh
+#   bash scripts/setup.sh --system   # only the Debian packages (the C libraries the
+#                                    # build links), so a build can start beside the rest
 #
 # Everything lands in the cache dir: $SPEECHMILL_CACHE, default <repo>/.cache/speechmill.
 #   venv/                      python venv with moto[server] (S3 test server: venv/bin/moto_server)
@@ -22,6 +24,12 @@
 # scripts/peers.sh.
 set -euo pipefail
 
+SYSTEM_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --system) SYSTEM_ONLY=1 ;;
+  *) echo "setup: error: unknown argument '$1' (usage: bash scripts/setup.sh [--system])" >&2; exit 2 ;;
+esac
 START=$(date +%s)
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
@@ -66,6 +74,9 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   say "apt: all ${#APT_PACKAGES[@]} packages present"
+fi
+if [ "$SYSTEM_ONLY" = 1 ]; then
+  exit 0
 fi
 
 # ---------------------------------------------------------------- python venv + moto

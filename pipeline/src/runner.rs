@@ -298,10 +298,13 @@ impl Runner {
         target: &PartTarget,
         bar: &NodeProgress,
     ) -> Result<Written> {
-        let plan = df
+        let mut plan = df
             .create_physical_plan()
             .await
             .map_err(|e| Error::node(&target.node, e))?;
+        if self.cluster.is_some() {
+            plan = crate::cluster::distributable(plan).map_err(|e| Error::node(&target.node, e))?;
+        }
         let writer = PartWriterExec::new(plan, target.clone())?;
         let layout = writer.layout().clone();
         let mut summaries = match &self.cluster {

@@ -138,6 +138,47 @@ impl Cluster {
     }
 }
 
+/// Columns a cluster hashes rows on to spread a node's work over tasks, the first
+/// one a plan has: rows of one source (or segment, document) stay in one task.
+const SPREAD_KEYS: [&str; 4] = ["source_id", "segment_id", "doc_id", "uri"];
+
+/// Makes a locally planned physical plan split into tasks on Ballista.
+///
+/// DataFusion's optimizer replaces our repartitions by round-robin ones where a
+/// cheap input (one parquet part) feeds expensive UDFs, and Ballista's planner
+/// cuts stages only at hash exchanges and drops every other repartition: the
+/// node would run as one task writing one part. Each round-robin exchange
+/// becomes a hash exchange on the first of [`SPREAD_KEYS`] its input has, with
+/// the same partition count; an input with none of them stays round-robin.
+pub fn distributable(
+    plan: Arc<dyn ExecutionPlan>,
+) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_expr::expressions::col;
+    use datafusion::physical_plan::Partitioning;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+
+    plan.transform_up(|node| {
+        let Some(exchange) = node.downcast_ref::<RepartitionExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Partitioning::RoundRobinBatch(n) = exchange.partitioning() else {
+            return Ok(Transformed::no(node));
+        };
+        let input = exchange.input().clone();
+        let schema = input.schema();
+        let Some(key) = SPREAD_KEYS.iter().find_map(|k| col(k, &schema).ok()) else {
+            return Ok(Transformed::no(node));
+        };
+        let mut hash = RepartitionExec::try_new(input, Partitioning::Hash(vec![key], *n))?;
+        if exchange.preserve_order() {
+            hash = hash.with_preserve_order();
+        }
+        Ok(Transformed::yes(Arc::new(hash) as Arc<dyn ExecutionPlan>))
+    })
+    .map(|t| t.data)
+}
+
 /// `df://HOST:PORT` (the `df://` may be left out) → host and port.
 pub fn parse_address(address: &str) -> Result<(String, u16)> {
     let bad = || {
@@ -216,6 +257,38 @@ mod tests {
             let e = parse_address(bad).unwrap_err().to_string();
             assert!(e.contains("df://HOST:PORT"), "{bad}: {e}");
         }
+    }
+
+    #[tokio::test]
+    async fn round_robin_exchanges_become_hash_exchanges_on_the_source_id() {
+        use datafusion::arrow::array::{ArrayRef, StringArray};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
+
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(4));
+        let ids: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "c", "d"]));
+        let blobs: ArrayRef = Arc::new(StringArray::from(vec!["1", "2", "3", "4"]));
+        let batch = RecordBatch::try_from_iter([("source_id", ids), ("blob", blobs)]).unwrap();
+        ctx.register_batch("sources", batch).unwrap();
+        use datafusion::physical_plan::Partitioning;
+        use datafusion::physical_plan::repartition::RepartitionExec;
+        let scan = ctx
+            .sql("SELECT source_id, upper(blob) FROM sources")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        // What DataFusion's optimizer plants over a one-part input.
+        let plan: Arc<dyn ExecutionPlan> =
+            Arc::new(RepartitionExec::try_new(scan, Partitioning::RoundRobinBatch(4)).unwrap());
+        let before = displayable(plan.as_ref()).indent(false).to_string();
+        assert!(before.contains("RoundRobinBatch(4)"), "{before}");
+        let after = distributable(plan).unwrap();
+        let text = displayable(after.as_ref()).indent(false).to_string();
+        assert!(!text.contains("RoundRobinBatch"), "{text}");
+        assert!(text.contains("Hash([source_id@0], 4)"), "{text}");
+        assert_eq!(after.output_partitioning().partition_count(), 4);
     }
 
     #[tokio::test]

@@ -32,10 +32,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{
-    ColumnarValue, Partitioning, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::prelude::col;
 use serde::{Deserialize, Serialize};
 use speechmill_models::vad::{self, MODEL_NAME};
 use speechmill_models::{
@@ -275,11 +273,11 @@ impl ConfiguredStage for ConfiguredSegment {
         })
         .map_err(|e| Error::node(&cx.node, e))?;
         let select = stage_output(schema.inner(), &[], "__seg", &SegmentUdf::fields());
-        let partitions = cx.session.state().config().target_partitions();
-        // Sources spread over the tasks by hash of their id: each source's segments
-        // come from one task, and a cluster splits the work (Ballista plans no
-        // exchange for a round-robin repartition, so that ran in one task).
-        let input = input.repartition(Partitioning::Hash(vec![col("source_id")], partitions))?;
+        // No repartition here: DataFusion's optimizer spreads the sources over the
+        // partitions round-robin (one source's segments always come from one
+        // partition, since the UDF cuts a whole source), and on a cluster the
+        // runner turns that exchange into a hash on `source_id`, which Ballista
+        // keeps (`speechmill_pipeline::cluster::distributable`).
         cx.session
             .register_table("__segment_input", input.into_view())?;
         // The volatile UDF runs once per source; UNNEST turns its list into rows,
