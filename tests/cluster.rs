@@ -423,34 +423,13 @@ fn bad_cluster_configuration_gets_one_line_naming_the_fix() {
     let scheduler = start_scheduler();
     let empty_cache = dir.path().join("empty-cache");
     std::fs::create_dir_all(&empty_cache).unwrap();
-    let _executor = start_executor(
-        scheduler.port,
-        moto.port,
-        &dir.path().join("work"),
-        Some(&empty_cache),
-    );
-    let audio = dir.path().join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    std::fs::copy(
-        format!("{LIBRIVOX}/sense_and_sensibility_01_austen_64kb-0880.wav"),
-        audio.join("0880.wav"),
-    )
-    .unwrap();
-    let dag = write_dag(
+    let o = segment_on_one_executor(
         dir.path(),
-        "segment.toml",
-        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"audio/*\"] }\n\n\
-         [nodes.segment]\nstage = \"segment\"\ninputs = [\"ingest\"]\n",
-    );
-    let mut cmd = speechmill(dir.path());
-    let o = output(s3_env(&mut cmd, moto.port).args([
-        "run",
-        dag.to_str().unwrap(),
-        "--store",
+        moto.port,
+        scheduler.port,
+        &empty_cache,
         "s3://speechmill-nomodel/run",
-        "--cluster",
-        &format!("df://127.0.0.1:{}", scheduler.port),
-    ]));
+    );
     assert!(!o.status.success(), "{}", stdout(&o));
     let err = stderr(&o);
     let line = err
@@ -458,6 +437,40 @@ fn bad_cluster_configuration_gets_one_line_naming_the_fix() {
         .find(|l| l.starts_with("error:"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("scripts/setup.sh"), "{line}");
+}
+
+/// Runs ingest → segment of one LibriVox clip into `store` on a cluster of one
+/// executor that loads its models from `cache`.
+fn segment_on_one_executor(
+    dir: &Path,
+    s3_port: u16,
+    scheduler: u16,
+    cache: &Path,
+    store: &str,
+) -> std::process::Output {
+    let _executor = start_executor(scheduler, s3_port, &dir.join("work"), Some(cache));
+    let audio = dir.join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    std::fs::copy(
+        format!("{LIBRIVOX}/sense_and_sensibility_01_austen_64kb-0880.wav"),
+        audio.join("0880.wav"),
+    )
+    .unwrap();
+    let dag = write_dag(
+        dir,
+        "segment.toml",
+        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"audio/*\"] }\n\n\
+         [nodes.segment]\nstage = \"segment\"\ninputs = [\"ingest\"]\n",
+    );
+    let mut cmd = speechmill(dir);
+    output(s3_env(&mut cmd, s3_port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        store,
+        "--cluster",
+        &format!("df://127.0.0.1:{scheduler}"),
+    ]))
 }
 
 /// A copy of the model cache in which every entry is a link to the real one except
@@ -496,35 +509,8 @@ fn an_executor_whose_model_differs_from_the_plans_fails_naming_model_and_both_ha
     let scheduler = start_scheduler();
     let vad = "silero_vad_sequence.onnx";
     let cache = cache_with_a_changed_model(dir.path(), vad);
-    let _executor = start_executor(
-        scheduler.port,
-        moto.port,
-        &dir.path().join("work"),
-        Some(&cache),
-    );
-    let audio = dir.path().join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    std::fs::copy(
-        format!("{LIBRIVOX}/sense_and_sensibility_01_austen_64kb-0880.wav"),
-        audio.join("0880.wav"),
-    )
-    .unwrap();
-    let dag = write_dag(
-        dir.path(),
-        "segment.toml",
-        "[nodes.ingest]\nstage = \"ingest\"\nparams = { paths = [\"audio/*\"] }\n\n\
-         [nodes.segment]\nstage = \"segment\"\ninputs = [\"ingest\"]\n",
-    );
     let store = "s3://speechmill-model/run";
-    let mut cmd = speechmill(dir.path());
-    let o = output(s3_env(&mut cmd, moto.port).args([
-        "run",
-        dag.to_str().unwrap(),
-        "--store",
-        store,
-        "--cluster",
-        &format!("df://127.0.0.1:{}", scheduler.port),
-    ]));
+    let o = segment_on_one_executor(dir.path(), moto.port, scheduler.port, &cache, store);
     assert!(!o.status.success(), "{}", stdout(&o));
     let err = stderr(&o);
     let line = err

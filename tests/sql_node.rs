@@ -162,3 +162,59 @@ inputs = ["ingest"]
         "{err}"
     );
 }
+
+#[test]
+fn text_functions_filter_rows_in_sql_nodes_and_in_speechmill_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let audio = d.join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    ffmpeg_make(
+        "sine=frequency=440:duration=1",
+        &["-ar", "16000", "-ac", "1"],
+        &audio.join("a.wav"),
+    );
+    ffmpeg_make(
+        "sine=frequency=440:duration=2",
+        &["-ar", "16000", "-ac", "1"],
+        &audio.join("b.wav"),
+    );
+    // A list file with each entry's transcript and a second model's.
+    std::fs::write(
+        d.join("list.csv"),
+        "uri,text,check\naudio/a.wav,\"Good morning, Anna!\",good morning anna\n\
+         audio/b.wav,It is 3 o'clock,the cat sat down\n",
+    )
+    .unwrap();
+    let dag = write_dag(
+        d,
+        "dag.toml",
+        r#"
+[nodes.ingest]
+stage = "ingest"
+params = { paths = ["list.csv"] }
+
+[nodes.agree]
+sql = """
+SELECT uri, text, check,
+       CASE WHEN cer(text, check) > 0.15 THEN 'asr_disagree' END AS reject_reason
+FROM ingest"""
+inputs = ["ingest"]
+"#,
+    );
+    ok(speechmill(d).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    let rows = |q: &str| {
+        sql_csv(d, "store", q)
+            .into_iter()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    let kept = rows("SELECT uri FROM agree");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with("a.wav"), "{kept:?}");
+    let rejected = rows("SELECT uri, reason FROM agree_rejects");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].ends_with("b.wav,asr_disagree"), "{rejected:?}");
+    let out = rows("SELECT normalize_text(text, 'en'), wer(text, check) FROM agree_rejects");
+    assert_eq!(out, vec!["it is three o'clock,1.0".to_string()], "{out:?}");
+}

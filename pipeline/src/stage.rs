@@ -92,10 +92,12 @@ pub trait ConfiguredStage: Send + Sync {
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame>;
 }
 
-/// Maps stage names to stages.
+/// Maps stage names to stages, and holds the SQL functions every session has
+/// (the stages' UDFs and functions for users' queries, such as `wer`).
 #[derive(Default, Clone)]
 pub struct StageRegistry {
     stages: BTreeMap<&'static str, Arc<dyn Stage>>,
+    functions: Vec<ScalarUDF>,
 }
 
 impl StageRegistry {
@@ -117,7 +119,17 @@ impl StageRegistry {
 
     /// Every stage's UDFs, for registering in a session.
     pub fn udfs(&self) -> Vec<ScalarUDF> {
-        self.stages.values().flat_map(|s| s.udfs()).collect()
+        self.stages
+            .values()
+            .flat_map(|s| s.udfs())
+            .chain(self.functions.iter().cloned())
+            .collect()
+    }
+
+    /// A SQL function of no stage (for `sql` nodes, filters, `speechmill sql`);
+    /// registered in every session, locally and on a cluster, like stages' UDFs.
+    pub fn register_function(&mut self, udf: ScalarUDF) {
+        self.functions.push(udf);
     }
 }
 

@@ -13,6 +13,7 @@ mod columns;
 pub mod decode;
 pub mod ingest;
 pub mod segment;
+pub mod text_functions;
 mod udf;
 
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub fn builtin_registry() -> StageRegistry {
     registry.register(Arc::new(decode::DecodeStage));
     registry.register(Arc::new(segment::SegmentStage));
     registry.register(Arc::new(asr::AsrStage));
+    for function in text_functions::udfs() {
+        registry.register_function(function);
+    }
     registry
 }
 
