@@ -13,8 +13,6 @@ cd "$REPO"
 # The Debian packages first (the build links libopus); then the build runs beside the
 # rest of setup and peers, which mostly wait on downloads and convert models.
 bash scripts/setup.sh --system
-CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
-mkdir -p "$CACHE"
 ( bash scripts/setup.sh && bash scripts/peers.sh ) &
 prepare=$!
 have_nextest=0

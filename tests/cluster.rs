@@ -430,13 +430,18 @@ fn bad_cluster_configuration_gets_one_line_naming_the_fix() {
         &empty_cache,
         "s3://speechmill-nomodel/run",
     );
-    assert!(!o.status.success(), "{}", stdout(&o));
-    let err = stderr(&o);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failure_line(&o);
     assert!(line.contains("scripts/setup.sh"), "{line}");
+}
+
+/// The `error:` line of a run that must have failed.
+fn failure_line(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "{}", stdout(o));
+    let err = stderr(o);
+    err.lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string()
 }
 
 /// Runs ingest → segment of one LibriVox clip into `store` on a cluster of one
@@ -511,12 +516,7 @@ fn an_executor_whose_model_differs_from_the_plans_fails_naming_model_and_both_ha
     let cache = cache_with_a_changed_model(dir.path(), vad);
     let store = "s3://speechmill-model/run";
     let o = segment_on_one_executor(dir.path(), moto.port, scheduler.port, &cache, store);
-    assert!(!o.status.success(), "{}", stdout(&o));
-    let err = stderr(&o);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failure_line(&o);
     let (in_plan, on_executor) = (
         sha256_of(&cache_dir().join("models").join(vad)),
         sha256_of(&cache.join("models").join(vad)),

@@ -7,17 +7,22 @@ use std::path::Path;
 
 use common::*;
 
+/// `<dir>/audio/<name>.wav`: a 440 Hz tone of `seconds`, 16 kHz mono.
+fn tone(dir: &Path, name: &str, seconds: &str) {
+    let audio = dir.join("audio");
+    std::fs::create_dir_all(&audio).unwrap();
+    ffmpeg_make(
+        &format!("sine=frequency=440:duration={seconds}"),
+        &["-ar", "16000", "-ac", "1"],
+        &audio.join(format!("{name}.wav")),
+    );
+}
+
 /// Four tones of 1, 1.5, 2 and 3 seconds, ingested and decoded, then `checked`
 /// rejects those under 1.8 s and `plain` keeps everything.
 fn dag(dir: &Path) -> String {
-    let audio = dir.join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
     for (name, seconds) in [("a", "1"), ("b", "1.5"), ("c", "2"), ("d", "3")] {
-        ffmpeg_make(
-            &format!("sine=frequency=440:duration={seconds}"),
-            &["-ar", "16000", "-ac", "1"],
-            &audio.join(format!("{name}.wav")),
-        );
+        tone(dir, name, seconds);
     }
     write_dag(
         dir,
@@ -133,13 +138,7 @@ fn rows_with_a_reject_reason_go_to_the_rejects_table_with_that_reason() {
 fn a_reject_reason_that_is_not_a_string_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let audio = d.join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    ffmpeg_make(
-        "sine=frequency=440:duration=1",
-        &["-ar", "16000", "-ac", "1"],
-        &audio.join("a.wav"),
-    );
+    tone(d, "a", "1");
     let dag = write_dag(
         d,
         "dag.toml",
@@ -167,18 +166,8 @@ inputs = ["ingest"]
 fn text_functions_filter_rows_in_sql_nodes_and_in_speechmill_sql() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let audio = d.join("audio");
-    std::fs::create_dir_all(&audio).unwrap();
-    ffmpeg_make(
-        "sine=frequency=440:duration=1",
-        &["-ar", "16000", "-ac", "1"],
-        &audio.join("a.wav"),
-    );
-    ffmpeg_make(
-        "sine=frequency=440:duration=2",
-        &["-ar", "16000", "-ac", "1"],
-        &audio.join("b.wav"),
-    );
+    tone(d, "a", "1");
+    tone(d, "b", "2");
     // A list file with each entry's transcript and a second model's.
     std::fs::write(
         d.join("list.csv"),
