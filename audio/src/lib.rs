@@ -46,6 +46,7 @@
 
 mod decode;
 mod error;
+pub mod measures;
 mod mix;
 mod mp4;
 mod opus;

@@ -47,8 +47,11 @@
 //! # }
 //! ```
 
+pub mod dnsmos;
+pub mod features;
 pub mod inventory;
 pub mod runtime;
+pub mod speaker;
 pub mod vad;
 pub mod whisper;
 

@@ -135,10 +135,7 @@ impl Dag {
         overrides: &[Override],
     ) -> Result<Dag, DagError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| DagError {
-            file: file.clone(),
-            message: format!("cannot read DAG file: {e}"),
-        })?;
+        let text = with_extends(path, 0)?;
         Self::parse(&text, &file, registry, overrides)
     }
 
@@ -289,6 +286,55 @@ impl Dag {
     }
 }
 
+/// How deep `extends` may chain.
+const MAX_EXTENDS: usize = 8;
+
+/// The DAG text of `path` with its `extends = "other.toml"` (a path relative to it)
+/// resolved: the other file's nodes first, then this file's, a node of the same name
+/// replacing the other's; this file's description if it has one.
+fn with_extends(path: &Path, depth: usize) -> Result<String, DagError> {
+    let file = path.display().to_string();
+    let err = |message: String| DagError {
+        file: file.clone(),
+        message,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err(format!("cannot read DAG file: {e}")))?;
+    let mut table: toml::Table = toml::from_str(&text)
+        .map_err(|e| err(format!("not a valid DAG: {}", one_line(&e.to_string()))))?;
+    let Some(extends) = table.remove("extends") else {
+        return Ok(text);
+    };
+    let Some(base) = extends.as_str() else {
+        return Err(err("`extends` must be a path to another DAG file".into()));
+    };
+    if depth >= MAX_EXTENDS {
+        return Err(err(format!(
+            "`extends` chains more than {MAX_EXTENDS} files (a loop?)"
+        )));
+    }
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+    let mut merged: toml::Table = toml::from_str(&with_extends(&base_path, depth + 1)?)
+        .map_err(|e| err(format!("extends {base}: {}", one_line(&e.to_string()))))?;
+    let own_nodes = match table.remove("nodes") {
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => return Err(err("`nodes` must be a table of [nodes.NAME]".into())),
+        None => toml::Table::new(),
+    };
+    let nodes = merged
+        .entry("nodes")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(nodes) = nodes {
+        for (name, node) in own_nodes {
+            nodes.insert(name, node);
+        }
+    }
+    for (key, value) in table {
+        merged.insert(key, value);
+    }
+    toml::to_string(&merged).map_err(|e| err(format!("extends {base}: {e}")))
+}
+
 fn validate_node_name(name: &str) -> Result<(), String> {
     let ok = name
         .chars()
@@ -407,6 +453,31 @@ mod tests {
 
     fn parse(text: &str, overrides: &[Override]) -> Result<Dag, DagError> {
         Dag::parse(text, "t.toml", &registry(), overrides)
+    }
+
+    #[test]
+    fn extends_takes_the_other_files_nodes_and_lets_this_file_replace_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("base.toml"),
+            "description = \"base\"\n[nodes.a]\nsql = \"SELECT 1 AS x\"\n[nodes.b]\nsql = \"SELECT 2 AS x\"\n",
+        )
+        .unwrap();
+        let top = dir.path().join("top.toml");
+        std::fs::write(
+            &top,
+            "extends = \"base.toml\"\n[nodes.b]\nsql = \"SELECT 3 AS x\"\n[nodes.c]\nsql = \"SELECT * FROM a\"\ninputs = [\"a\"]\n",
+        )
+        .unwrap();
+        let dag = Dag::load(&top, &registry(), &[]).unwrap();
+        let names: Vec<&str> = dag.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        let b = dag.node("b").unwrap();
+        assert!(matches!(&b.kind, NodeKind::Sql(q) if q.contains('3')));
+        assert_eq!(dag.description.as_deref(), Some("base"));
+        std::fs::write(&top, "extends = \"top.toml\"\n").unwrap();
+        let err = Dag::load(&top, &registry(), &[]).err().unwrap().to_string();
+        assert!(err.contains("extends"), "{err}");
     }
 
     #[test]

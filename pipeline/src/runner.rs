@@ -108,6 +108,7 @@ impl Runner {
                         session: self.session(stage.batch_rows()),
                         store: self.store.clone(),
                         node: node.name.clone(),
+                        inputs: node.inputs.clone(),
                     };
                     let extra = stage
                         .fingerprint_material(&cx)
@@ -245,6 +246,7 @@ impl Runner {
                     session: session.clone(),
                     store: self.store.clone(),
                     node: node.name.clone(),
+                    inputs: node.inputs.clone(),
                 };
                 stage
                     .plan(&cx, frames)

@@ -48,6 +48,9 @@ pub struct StageContext {
     pub session: SessionContext,
     pub store: RunStore,
     pub node: String,
+    /// The node's inputs, in the DAG's order: the names their committed tables are
+    /// registered under in `session` (and the order of `plan`'s frames).
+    pub inputs: Vec<String>,
 }
 
 /// A built-in stage: turns a node's params into a [`ConfiguredStage`].

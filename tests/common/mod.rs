@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests of the `speechmill` binary.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -417,4 +418,111 @@ pub fn ingest_dag(dir: &Path, paths: &[&str], extra: &str) -> PathBuf {
             list.join(", ")
         ),
     )
+}
+
+/// The peers venv's python (faster-whisper, speechmos…, made by `bash scripts/peers.sh`), or
+/// `None` when `SPEECHMILL_SKIP_PEERS=1` opts out of the comparisons with peers.
+/// Without the opt-out a missing venv fails the test: a comparison that cannot run
+/// must not pass.
+pub fn peers_python(test: &str) -> Option<PathBuf> {
+    if std::env::var("SPEECHMILL_SKIP_PEERS").is_ok_and(|v| v == "1") {
+        // Straight to stderr, past the test harness's capture, so the skip shows.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: SPEECHMILL_SKIP_PEERS=1 (needs `bash scripts/peers.sh`)"
+        );
+        return None;
+    }
+    let python = cache_dir().join("peers-venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `bash scripts/peers.sh` (the peers), or set \
+         SPEECHMILL_SKIP_PEERS=1 to skip the comparisons with peers",
+        python.display()
+    );
+    Some(python)
+}
+
+/// The samples of a 16-bit PCM WAV file as floats (`i16 / 32768`, as soundfile reads
+/// them), and its sample rate. Channels are not mixed: tests use mono files.
+pub fn read_wav_pcm16(path: &Path) -> (Vec<f32>, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..4], b"RIFF", "{}: not a WAV file", path.display());
+    let (mut at, mut rate, mut data) = (12, 0u32, None);
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..(at + 8 + len).min(bytes.len())];
+        if id == b"fmt " {
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+            assert_eq!(
+                u16::from_le_bytes([body[14], body[15]]),
+                16,
+                "{}: not PCM16",
+                path.display()
+            );
+        } else if id == b"data" {
+            data = Some(body);
+        }
+        at += 8 + len + (len & 1);
+    }
+    let data = data.unwrap_or_else(|| panic!("{}: no data chunk", path.display()));
+    let samples = data
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+        .collect();
+    (samples, rate)
+}
+
+/// Writes mono samples in [-1, 1] as a 16 kHz PCM16 WAV file (clamped, rounded), and
+/// returns them as the file holds them.
+pub fn write_wav_16k(path: &Path, samples: &[f32]) -> Vec<f32> {
+    let pcm: Vec<i16> = samples
+        .iter()
+        .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    let data_len = (pcm.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + pcm.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&32_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in &pcm {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+    pcm.iter().map(|&s| s as f32 / 32768.0).collect()
+}
+
+/// Seeded Gaussian noise of unit power (xorshift; the sum of 12 uniforms).
+pub fn gaussian_noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed.max(1);
+    let mut uniform = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| ((0..12).map(|_| uniform()).sum::<f64>() - 6.0) as f32)
+        .collect()
+}
+
+/// `speech` plus `noise` scaled so that speech power / noise power is `snr_db`.
+pub fn mix_at_snr(speech: &[f32], noise: &[f32], snr_db: f64) -> Vec<f32> {
+    let power = |x: &[f32]| x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+    let gain = (power(speech) / power(noise) / 10f64.powf(snr_db / 10.0)).sqrt();
+    speech
+        .iter()
+        .zip(noise.iter().cycle())
+        .map(|(&s, &n)| s + (n as f64 * gain) as f32)
+        .collect()
 }

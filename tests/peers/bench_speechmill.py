@@ -8,7 +8,7 @@
 
 Both read the audio that bench_faster_whisper.py prepared in $CACHE/bench-asr/.
 
-asr  runs dags/corpus.toml (ingest → segment → asr) on every file of manifest.json, for
+asr  runs dags/corpus.toml --until asr (ingest → segment → asr) on every file of manifest.json, for
      each model and compute type, into a fresh store: asr.model=whisper-<model>,
      asr.precision=int8|fp32, asr.language=en (faster-whisper's side fixes it too),
      asr.threads=2, beam 5 (the DAG's default, as faster-whisper's). The clock covers the
@@ -101,7 +101,7 @@ def asr(a: argparse.Namespace) -> None:
         for compute in a.compute.split(","):
             precision = "fp32" if compute in ("float32", "fp32") else compute
             with tempfile.TemporaryDirectory(prefix="bench-speechmill-") as store:
-                t = run_child([a.bin, "run", "dags/corpus.toml", "--store", store,
+                t = run_child([a.bin, "run", "dags/corpus.toml", "--store", store, "--until", "asr",
                                "--set", f"ingest.paths={ingest_paths(bench, manifest)}",
                                "--set", f"asr.model=whisper-{model}",
                                "--set", f"asr.precision={precision}",

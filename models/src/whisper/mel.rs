@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 
 use realfft::{RealFftPlanner, RealToComplex};
 
+use crate::features::{hann, slaney_mel_filters};
+
 pub const SAMPLE_RATE: usize = 16_000;
 pub const N_FFT: usize = 400;
 pub const HOP: usize = 160;
@@ -71,14 +73,10 @@ impl MelExtractor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .plan_fft_forward(N_FFT);
-        // np.hanning(N + 1)[:-1]: the periodic Hann window.
-        let window = (0..N_FFT)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos())
-            .collect();
         MelExtractor {
             n_mels,
-            filters: mel_filters(n_mels),
-            window,
+            filters: slaney_mel_filters(SAMPLE_RATE, N_FFT, n_mels),
+            window: hann(N_FFT),
             fft,
         }
     }
@@ -164,38 +162,6 @@ fn reflect(i: isize, n: usize) -> usize {
     i as usize
 }
 
-/// Slaney-style mel filter bank (librosa `mel(sr=16000, n_fft=400, norm="slaney")`),
-/// `n_mels × 201`, as faster-whisper's `get_mel_filters` builds it.
-fn mel_filters(n_mels: usize) -> Vec<f64> {
-    let fft_freqs: Vec<f64> = (0..N_BINS)
-        .map(|i| i as f64 * SAMPLE_RATE as f64 / N_FFT as f64)
-        .collect();
-    let (min_mel, max_mel) = (0.0, 45.245640471924965);
-    let f_sp = 200.0 / 3.0;
-    let (min_log_hz, logstep) = (1000.0, 6.4f64.ln() / 27.0);
-    let min_log_mel = min_log_hz / f_sp;
-    let mel_f: Vec<f64> = (0..n_mels + 2)
-        .map(|i| {
-            let mel = min_mel + (max_mel - min_mel) * i as f64 / (n_mels + 1) as f64;
-            if mel >= min_log_mel {
-                min_log_hz * (logstep * (mel - min_log_mel)).exp()
-            } else {
-                f_sp * mel
-            }
-        })
-        .collect();
-    let mut weights = vec![0f64; n_mels * N_BINS];
-    for m in 0..n_mels {
-        let enorm = 2.0 / (mel_f[m + 2] - mel_f[m]);
-        for (b, &f) in fft_freqs.iter().enumerate() {
-            let lower = (f - mel_f[m]) / (mel_f[m + 1] - mel_f[m]);
-            let upper = (mel_f[m + 2] - f) / (mel_f[m + 2] - mel_f[m + 1]);
-            weights[m * N_BINS + b] = lower.min(upper).max(0.0) * enorm;
-        }
-    }
-    weights
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,18 +181,6 @@ mod tests {
         assert_eq!(reflect(-2, 5), 2);
         assert_eq!(reflect(5, 5), 3);
         assert_eq!(reflect(6, 5), 2);
-    }
-
-    #[test]
-    fn filters_are_nonnegative_and_cover_the_band() {
-        let f = mel_filters(80);
-        assert!(f.iter().all(|&w| w >= 0.0));
-        for m in 0..80 {
-            assert!(
-                f[m * N_BINS..(m + 1) * N_BINS].iter().any(|&w| w > 0.0),
-                "band {m} empty"
-            );
-        }
     }
 
     #[test]

@@ -510,6 +510,7 @@ mod tests {
             session,
             store,
             node: "ingest".to_string(),
+            inputs: Vec::new(),
         };
         // Batches of 4 listing rows: the plan sees several batches.
         let stage = configure(paths, "concurrency = 1");
