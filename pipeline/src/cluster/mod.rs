@@ -98,6 +98,12 @@ impl Cluster {
         // ours is a blob key or a segment that costs seconds of decoding, VAD or
         // Whisper, not bytes: merging would put a node's whole work in one task.
         options.set("ballista.planner.coalesce.enabled", "false")?;
+        // The scheduler swaps hash-join inputs once it knows stage sizes, which
+        // DataFusion refuses for a join whose dynamic filter the client's planning
+        // already built; Ballista then leaves the job hanging. A `filter` node's joins
+        // are over small label tables, where the dynamic filter buys nothing.
+        options.optimizer.enable_dynamic_filter_pushdown = false;
+        options.optimizer.enable_join_dynamic_filter_pushdown = false;
         options.set(
             "ballista.client.grpc_max_message_size",
             &MAX_MESSAGE_BYTES.to_string(),
@@ -235,8 +241,13 @@ pub(crate) fn server_state(
 
 /// Settings every cluster process starts from (clients send theirs on top).
 pub(crate) fn config_producer() -> SessionConfig {
-    SessionConfig::new_with_ballista()
-        .with_ballista_physical_extension_codec(Arc::new(SpeechmillCodec::default()))
+    let mut config = SessionConfig::new_with_ballista()
+        .with_ballista_physical_extension_codec(Arc::new(SpeechmillCodec::default()));
+    // As in `Cluster::configure`: no dynamic join filters, whose joins the scheduler
+    // could not reorder.
+    config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
+    config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    config
 }
 
 #[cfg(test)]
