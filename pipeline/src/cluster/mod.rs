@@ -245,8 +245,14 @@ pub(crate) fn config_producer() -> SessionConfig {
         .with_ballista_physical_extension_codec(Arc::new(SpeechmillCodec::default()));
     // As in `Cluster::configure`: no dynamic join filters, whose joins the scheduler
     // could not reorder.
-    config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
-    config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    config
+        .options_mut()
+        .optimizer
+        .enable_dynamic_filter_pushdown = false;
+    config
+        .options_mut()
+        .optimizer
+        .enable_join_dynamic_filter_pushdown = false;
     config
 }
 

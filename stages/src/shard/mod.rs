@@ -98,7 +98,7 @@ impl Params {
                 self.formats
             ));
         }
-        if !(self.max_shard_mb > 0.0) {
+        if self.max_shard_mb.is_nan() || self.max_shard_mb <= 0.0 {
             return Err("parameter `max_shard_mb`: must be above 0".into());
         }
         let total: f64 = self.splits.values().sum();
@@ -530,7 +530,7 @@ impl ScalarUDFImpl for StageSampleUdf {
         let (store, _) = config.object("")?;
         let mut staged = Vec::with_capacity(rows);
         let mut puts = Vec::with_capacity(rows);
-        for i in 0..rows {
+        for (i, json) in json_lines.iter().enumerate().take(rows) {
             if audio.is_null(i) || audio.value(i).len() % 2 != 0 {
                 return Err(exec(format!("sample {} has no PCM16 audio", key.value(i))));
             }
@@ -538,7 +538,7 @@ impl ScalarUDFImpl for StageSampleUdf {
             let body = files::sample_entries(
                 key.value(i),
                 &flac,
-                json_lines[i].as_bytes(),
+                json.as_bytes(),
                 if text.is_null(i) { "" } else { text.value(i) },
             )
             .map_err(exec)?;
@@ -917,7 +917,8 @@ fn manifest_json(params: &Params, shards: &[serde_json::Value]) -> serde_json::V
             })
             .collect();
         let samples: i64 = of.iter().filter_map(|s| s["samples"].as_i64()).sum();
-        let hours: f64 = of.iter().filter_map(|s| s["hours"].as_f64()).sum();
+        // `+ 0.0`: an empty float sum is -0.0.
+        let hours: f64 = of.iter().filter_map(|s| s["hours"].as_f64()).sum::<f64>() + 0.0;
         let mut languages: Vec<String> = of
             .iter()
             .filter_map(|s| s["languages"].as_array())
