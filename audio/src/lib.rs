@@ -174,9 +174,19 @@ pub fn decode_reader_16k<R: Read + Seek + Send + Sync + 'static>(
 pub fn decode_file_to_s16le(
     path: impl AsRef<Path>,
     opts: &DecodeOptions,
-    out: impl Write,
+    mut out: impl Write,
 ) -> Result<AudioInfo, DecodeError> {
-    let (file, len, extension) = open(path.as_ref())?;
+    decode_path_to_s16le(path.as_ref(), opts, &mut out)
+}
+
+/// [`decode_file_to_s16le`]'s body, not generic, so that its per-sample loop is
+/// compiled here at this crate's optimisation level rather than in the caller.
+fn decode_path_to_s16le(
+    path: &Path,
+    opts: &DecodeOptions,
+    out: &mut dyn Write,
+) -> Result<AudioInfo, DecodeError> {
+    let (file, len, extension) = open(path)?;
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut bytes: Vec<u8> = Vec::new();
     let mut write = |chunk: &[f32]| {
