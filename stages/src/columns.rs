@@ -46,7 +46,8 @@ fn carried(schema: &Schema, dropped: &[&str], produced: &[&str]) -> String {
         .join(", ")
 }
 
-fn quote(name: &str) -> String {
+/// `name` as an SQL identifier (double-quoted, inner quotes doubled).
+pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -32,6 +32,8 @@ use speechmill_pipeline::stage::{
 };
 use speechmill_pipeline::{Error, Result};
 
+use crate::columns::quote;
+
 /// The column every input is joined on.
 pub const JOIN_COLUMN: &str = "segment_id";
 
@@ -171,10 +173,6 @@ impl Stage for FilterStage {
 
 struct ConfiguredFilter {
     params: Params,
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn literal(text: &str) -> String {

@@ -41,6 +41,7 @@ use tokio::sync::OnceCell;
 pub use fetch::{FetchConfig, Fetched, blob_key, redact_credentials};
 pub use sources::{ExpandOptions, Expansion, SourceRow, expand};
 
+use crate::columns::quote;
 use crate::udf::{literal_json, run_async, string_array, string_values};
 
 /// `ingest` node params.
@@ -246,10 +247,6 @@ const LISTING_TABLE: &str = "__sm_ingest_listing";
 /// The listing's column of metadata column `i`.
 fn metadata_column(i: usize) -> String {
     format!("__sm_meta_{i}")
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The ingest query over the listing. `speechmill_fetch` is volatile and appears

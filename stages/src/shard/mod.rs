@@ -53,6 +53,7 @@ use speechmill_pipeline::stage::{
 use speechmill_pipeline::store::open_location;
 use speechmill_pipeline::{Error, Result};
 
+use crate::columns::quote;
 use crate::udf::{literal_json, run_async};
 
 /// `shard` node params.
@@ -220,10 +221,6 @@ struct Placed {
     shard: String,
     ordinal: i64,
     key: String,
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[async_trait::async_trait]
