@@ -240,10 +240,6 @@ impl ConfiguredStage for ConfiguredFilter {
         serde_json::to_value(&self.params).unwrap_or_default()
     }
 
-    async fn fingerprint_material(&self, _cx: &StageContext) -> Result<serde_json::Value> {
-        Ok(serde_json::Value::Null)
-    }
-
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {
         let fail = |e: String| Error::node(&cx.node, e);
         if inputs.len() != cx.inputs.len() || inputs.is_empty() {

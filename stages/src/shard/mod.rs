@@ -241,10 +241,6 @@ impl ConfiguredStage for ConfiguredShard {
         serde_json::to_value(&self.params).unwrap_or_default()
     }
 
-    async fn fingerprint_material(&self, _cx: &StageContext) -> Result<serde_json::Value> {
-        Ok(serde_json::Value::Null)
-    }
-
     fn batch_rows(&self) -> Option<usize> {
         Some(16)
     }
