@@ -82,13 +82,6 @@ fn mixed_set(dir: &Path) -> PathBuf {
     list
 }
 
-fn number(cwd: &Path, store: &str, query: &str) -> f64 {
-    sql_csv(cwd, store, query)
-        .get(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{query}: expected one number"))
-}
-
 #[test]
 fn the_corpus_filter_keeps_better_labels_and_no_non_speech() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,12 +154,12 @@ fn the_corpus_filter_keeps_better_labels_and_no_non_speech() {
         0,
         "a speech clip gave several segments"
     );
-    let wer_all = number(
+    let wer_all: f64 = sql_value(
         cwd,
         store,
         &format!("SELECT avg(wer(text_input, text, 'en')) FROM asr WHERE {speech}"),
     );
-    let wer_kept = number(
+    let wer_kept: f64 = sql_value(
         cwd,
         store,
         &format!("SELECT avg(wer(text_input, text, 'en')) FROM filter WHERE {speech}"),

@@ -178,14 +178,12 @@ inputs = ["segment"]
         segments,
         "every score present and in range"
     );
-    let mean = |name: &str, column: &str| {
-        sql_csv(
+    let mean = |name: &str, column: &str| -> f64 {
+        sql_value(
             dir.path(),
             store,
             &format!("SELECT avg({column}) FROM quality WHERE uri LIKE '%{name}.wav'"),
-        )[1]
-        .parse::<f64>()
-        .unwrap()
+        )
     };
     for column in ["dnsmos_ovrl", "dnsmos_bak", "snr_db"] {
         let (clean, noisy) = (mean("clean", column), mean("noisy", column));

@@ -270,11 +270,16 @@ pub fn s3_sql_number(cwd: &Path, s3_port: u16, store: &str, query: &str) -> i64 
 
 /// The single number a `SELECT count(*)`-style query returns.
 pub fn sql_number(cwd: &Path, store: &str, query: &str) -> i64 {
+    sql_value(cwd, store, query)
+}
+
+/// The single value a one-row, one-column query returns, parsed (`avg(…)` as `f64`).
+pub fn sql_value<T: std::str::FromStr>(cwd: &Path, store: &str, query: &str) -> T {
     let lines = sql_csv(cwd, store, query);
     lines
         .get(1)
         .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{query}: expected one number, got {lines:?}"))
+        .unwrap_or_else(|| panic!("{query}: expected one value, got {lines:?}"))
 }
 
 /// Puts an object on moto under a key that may hold any character (spaces, `%`,
