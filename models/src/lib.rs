@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+pub mod ctc;
 pub mod dnsmos;
 pub mod features;
 pub mod inventory;
