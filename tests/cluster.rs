@@ -169,6 +169,138 @@ fn table_rows(store: &str, s3_port: u16, table: &str) -> Vec<String> {
     lines
 }
 
+/// `speechmill report` of `store` into `out`; the page as text.
+fn report_of(store: &str, s3_port: u16, out: &Path) -> String {
+    let mut cmd = speechmill(&repo_root());
+    let said = ok(s3_env(&mut cmd, s3_port).args([
+        "report",
+        "--store",
+        store,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(said.contains("audio clips"), "{said}");
+    let html = std::fs::read_to_string(out).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{}: the page refers to something to load",
+        out.display()
+    );
+    html
+}
+
+/// The report of the demo store as headless Chromium shows it: every chart drew,
+/// the funnel's numbers are the tables' counts, the first clip decodes, nothing
+/// loads from the network. The screenshot is kept for a person to look at.
+fn assert_report_shows_the_store(store: &str, s3_port: u16, dir: &Path) {
+    let page = dir.join("report.html");
+    report_of(store, s3_port, &page);
+    let Some(python) = peers_python("the demo report in Chromium") else {
+        return;
+    };
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-report.png");
+    let shown = output(
+        Command::new(python).args([
+            repo_root()
+                .join("tests/peers/report_browser.py")
+                .to_str()
+                .unwrap(),
+            "--html",
+            page.to_str().unwrap(),
+            "--screenshot",
+            screenshot.to_str().unwrap(),
+        ]),
+    );
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let shown: serde_json::Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    eprintln!(
+        "report: {} bytes, load {} ms, screenshot {}",
+        shown["html_bytes"],
+        shown["load_ms"],
+        screenshot.display()
+    );
+    let charts = shown["charts"].as_array().unwrap();
+    let names: Vec<&str> = charts.iter().filter_map(|c| c["chart"].as_str()).collect();
+    for expected in [
+        "funnel",
+        "language",
+        "filter.duration_s",
+        "filter.dnsmos_ovrl",
+        "filter.snr_db",
+        "filter.speech_rate",
+        "filter.check_cer",
+        "throughput",
+        "dag",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "no {expected} chart in {names:?}"
+        );
+    }
+    for chart in charts {
+        assert!(
+            chart["width"].as_f64().unwrap() > 0.0
+                && chart["height"].as_f64().unwrap() > 0.0
+                && chart["drawn"].as_u64().unwrap() > 0,
+            "a chart did not draw: {chart}"
+        );
+    }
+    let funnel = shown["funnel"].as_array().unwrap();
+    assert_eq!(funnel.len(), DEMO_NODES, "{funnel:?}");
+    for row in funnel {
+        let node = row["node"].as_str().unwrap();
+        let count = |table: &str| {
+            s3_sql_number(
+                &repo_root(),
+                s3_port,
+                store,
+                &format!("SELECT count(*) FROM \"{table}\""),
+            )
+        };
+        assert_eq!(row["rows"].as_i64(), Some(count(node)), "{node}: {row}");
+        assert_eq!(row["shown_rows"], row["rows"], "{node}: {row}");
+        assert_eq!(
+            row["rejects"].as_i64(),
+            Some(count(&format!("{node}_rejects"))),
+            "{node}: {row}"
+        );
+        assert_eq!(row["shown_rejects"], row["rejects"], "{node}: {row}");
+    }
+    let audio = &shown["audio"];
+    assert!(audio["count"].as_u64().unwrap() > 0, "{audio}");
+    let first = &audio["first"];
+    assert!(
+        first["length"].as_u64().unwrap_or(0) > 8000
+            && (first["seconds"].as_f64().unwrap() - first["expected_seconds"].as_f64().unwrap())
+                .abs()
+                < 0.05,
+        "the first clip did not decode to its length: {first}"
+    );
+    assert_eq!(shown["external"], serde_json::json!([]), "{shown}");
+}
+
+/// The latest run record of `store` (from `inspect --json`), node by node.
+fn latest_run_executors(store: &str, s3_port: u16) -> Vec<(String, bool, u64)> {
+    let mut cmd = speechmill(&repo_root());
+    let json = ok(s3_env(&mut cmd, s3_port).args(["inspect", "--store", store, "--json"]));
+    let nodes: serde_json::Value = serde_json::from_str(&json).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let run = &n["latest_run"];
+            (
+                n["node"].as_str().unwrap().to_string(),
+                run["cached"].as_bool().unwrap(),
+                run["executors"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+// The report checks ride on this test because the demo runs here already, on a
+// local store and on an S3 store written by a cluster.
 #[test]
 fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,6 +315,13 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
         moto.port,
         None,
     ));
+    assert_report_shows_the_store(local, moto.port, dir.path());
+    for (node, cached, executors) in latest_run_executors(local, moto.port) {
+        assert!(
+            !cached && executors == 1,
+            "{node}: local run record {executors}"
+        );
+    }
 
     let scheduler = start_scheduler();
     let _executors: Vec<Server> = start_executors(2, scheduler.port, moto.port, dir.path());
@@ -251,6 +390,18 @@ fn demo_dag_on_two_executors_equals_the_local_run_row_for_row() {
         parts("segment"),
         parts("asr")
     );
+
+    // The run record counts the executors that ran each node's tasks; the S3 store
+    // the cluster wrote gives a report too.
+    let executors = latest_run_executors(store, moto.port);
+    assert!(
+        executors
+            .iter()
+            .all(|(_, cached, n)| !cached && (1..=2).contains(n))
+            && executors.iter().any(|(_, _, n)| *n == 2),
+        "{executors:?}"
+    );
+    report_of(store, moto.port, &dir.path().join("cluster-report.html"));
 
     // A rerun on the cluster is a cache hit, as locally.
     let rerun = ok(&mut run_demo(

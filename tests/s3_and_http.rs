@@ -62,6 +62,29 @@ fn s3_prefix_ingests_into_an_s3_store() {
             || inspect.contains("corrupt"),
         "{inspect}"
     );
+    assert!(inspect.contains("latest run"), "{inspect}");
+
+    // A store with only ingest and decode, on S3, gives a report too.
+    let page = dir.path().join("report.html");
+    ok(s3_env(&mut speechmill(dir.path()), moto.port).args([
+        "report",
+        "--store",
+        store,
+        "--out",
+        page.to_str().unwrap(),
+    ]));
+    let html = std::fs::read_to_string(&page).unwrap();
+    for node in ["ingest", "decode"] {
+        assert!(
+            html.contains(&format!("<tr data-node=\"{node}\"")),
+            "no funnel row for {node}"
+        );
+    }
+    assert!(html.contains("data-chart=\"funnel\""), "no funnel chart");
+    assert!(
+        !html.contains("://speechmill-test"),
+        "a source URI reads as a link"
+    );
 }
 
 #[test]

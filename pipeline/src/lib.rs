@@ -20,11 +20,12 @@ pub mod cluster;
 pub mod dag;
 pub mod error;
 pub mod fingerprint;
+pub mod inspect;
 pub mod lease;
 pub mod parts;
 pub mod progress;
-pub mod report;
 pub mod runner;
+pub mod runs;
 pub mod stage;
 pub mod store;
 

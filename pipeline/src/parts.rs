@@ -255,7 +255,20 @@ pub fn summary_schema() -> SchemaRef {
         Field::new("rows", DataType::UInt64, false),
         Field::new("rejects", DataType::UInt64, false),
         Field::new("audio_seconds", DataType::Float64, true),
+        Field::new("worker", DataType::Utf8, false),
     ]))
+}
+
+/// The process that ran a task, `host:pid`: run records count a node's executors
+/// by it.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 /// A part file being written, opened at its first row so that an empty partition
@@ -332,12 +345,21 @@ async fn write_part(
         if let Some(s) = seconds {
             *audio_seconds.get_or_insert(0.0) += s;
         }
+        // Progress counts the audio a task got through, rejected rows' too.
+        let progressed = match (seconds, batch_audio_seconds(&dropped)) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
         rows += kept.num_rows() as u64;
         rejects += dropped.num_rows() as u64;
         data.write(&kept).await?;
         rejected.write(&dropped).await?;
         if let Some(hook) = progress {
-            hook(kept.num_rows() as u64, dropped.num_rows() as u64, seconds);
+            hook(
+                kept.num_rows() as u64,
+                dropped.num_rows() as u64,
+                progressed,
+            );
         }
     }
     let data_file = data.close().await?;
@@ -350,6 +372,7 @@ async fn write_part(
             Arc::new(UInt64Array::from(vec![rows])),
             Arc::new(UInt64Array::from(vec![rejects])),
             Arc::new(Float64Array::from(vec![audio_seconds])),
+            Arc::new(StringArray::from(vec![worker_name()])),
         ],
     )?)
 }
@@ -382,6 +405,8 @@ pub struct Written {
     pub audio_seconds: Option<f64>,
     pub data_files: Vec<String>,
     pub reject_files: Vec<String>,
+    /// The processes that ran the tasks (`host:pid`).
+    pub workers: std::collections::BTreeSet<String>,
 }
 
 impl Written {
@@ -398,15 +423,25 @@ impl Written {
         let rows = column("rows")?;
         let reject_rows = column("rejects")?;
         let seconds = column("audio_seconds")?;
+        let workers = column("worker")?;
         let strings = |a: &ArrayRef| a.as_any().downcast_ref::<StringArray>().cloned();
         let counts = |a: &ArrayRef| a.as_any().downcast_ref::<UInt64Array>().cloned();
-        let (Some(data), Some(rejects), Some(rows), Some(reject_rows), Some(seconds)) = (
+        let (
+            Some(data),
+            Some(rejects),
+            Some(rows),
+            Some(reject_rows),
+            Some(seconds),
+            Some(workers),
+        ) = (
             strings(&data),
             strings(&rejects),
             counts(&rows),
             counts(&reject_rows),
             seconds.as_any().downcast_ref::<Float64Array>().cloned(),
-        ) else {
+            strings(&workers),
+        )
+        else {
             return Err(Error::Store("part summary of unexpected types".into()));
         };
         self.data_files
@@ -418,6 +453,8 @@ impl Written {
         for s in seconds.iter().flatten() {
             *self.audio_seconds.get_or_insert(0.0) += s;
         }
+        self.workers
+            .extend(workers.iter().flatten().map(String::from));
         Ok(())
     }
 

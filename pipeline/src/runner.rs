@@ -24,6 +24,7 @@ use crate::fingerprint;
 use crate::lease::RunLease;
 use crate::parts::{PartTarget, PartWriterExec, Written};
 use crate::progress::{NodeProgress, Progress};
+use crate::runs::{NodeRecord, RunRecord};
 use crate::stage::{StageContext, StageRegistry};
 use crate::store::{CommitMarker, RunStore};
 
@@ -154,22 +155,48 @@ impl Runner {
     }
 
     /// Runs the nodes that `until` needs, skipping committed ones. The run holds the
-    /// store's lease throughout, so a second run on the same store is refused.
+    /// store's lease throughout, so a second run on the same store is refused. Its
+    /// record (see [`crate::runs`]) is rewritten in the store after every node.
     pub async fn run(&self, dag: &Dag, until: Option<&str>) -> Result<Vec<NodeOutcome>> {
         let lease = RunLease::acquire(&self.store, &format!("run {}", dag.file)).await?;
-        let outcome = self.run_leased(dag, until).await;
+        let mode = match &self.cluster {
+            None => "local".to_string(),
+            Some(c) => format!("cluster {}", c.address),
+        };
+        let mut record = RunRecord::start(&dag.file, &mode, until);
+        let outcome = self.run_leased(dag, until, &mut record).await;
+        record.finish(outcome.as_ref().err().map(|e| e.to_string()).as_deref());
+        let saved = record.save(&self.store).await;
         lease.release().await?;
-        outcome
+        let outcome = outcome?;
+        saved?;
+        Ok(outcome)
     }
 
-    async fn run_leased(&self, dag: &Dag, until: Option<&str>) -> Result<Vec<NodeOutcome>> {
+    async fn run_leased(
+        &self,
+        dag: &Dag,
+        until: Option<&str>,
+        record: &mut RunRecord,
+    ) -> Result<Vec<NodeOutcome>> {
         let planned = self.plan(dag, until).await?;
+        record.save(&self.store).await?;
         let mut outcomes: Vec<NodeOutcome> = Vec::new();
+        let overall = self.progress.run_line(planned.len());
         for plan in &planned {
             let Some(node) = dag.node(&plan.name) else {
                 continue;
             };
-            let bar = self.progress.node(&plan.name, &plan.stage);
+            let started = Instant::now();
+            let inputs: Vec<&CommitMarker> = node
+                .inputs
+                .iter()
+                .filter_map(|i| outcomes.iter().find(|o| &o.name == i).map(|o| &o.marker))
+                .collect();
+            // What the node works through: its first input's audio (a join's base).
+            let audio_in = inputs.first().and_then(|m| m.audio_seconds);
+            let bar = overall.node(&self.progress, &plan.name, &plan.stage, audio_in);
+            let mut executors = 0;
             let outcome = match plan.status {
                 NodeStatus::Cached => {
                     let marker = self
@@ -190,12 +217,8 @@ impl Runner {
                     }
                 }
                 NodeStatus::ToRun { .. } => {
-                    let inputs: Vec<&CommitMarker> = node
-                        .inputs
-                        .iter()
-                        .filter_map(|i| outcomes.iter().find(|o| &o.name == i).map(|o| &o.marker))
-                        .collect();
-                    let marker = self.run_node(node, plan, &inputs, &bar).await?;
+                    let (marker, workers) = self.run_node(node, plan, &inputs, &bar).await?;
+                    executors = workers;
                     bar.finish(&marker);
                     NodeOutcome {
                         name: plan.name.clone(),
@@ -205,8 +228,17 @@ impl Runner {
                     }
                 }
             };
+            record.nodes.push(NodeRecord::new(
+                &outcome.marker,
+                &inputs,
+                outcome.cached,
+                started.elapsed().as_secs_f64(),
+                executors,
+            ));
+            record.save(&self.store).await?;
             outcomes.push(outcome);
         }
+        overall.finish();
         Ok(outcomes)
     }
 
@@ -216,7 +248,7 @@ impl Runner {
         plan: &PlannedNode,
         inputs: &[&CommitMarker],
         bar: &NodeProgress,
-    ) -> Result<CommitMarker> {
+    ) -> Result<(CommitMarker, usize)> {
         let started = Instant::now();
         let batch_rows = match &node.kind {
             NodeKind::Stage(s) => s.batch_rows(),
@@ -286,7 +318,7 @@ impl Runner {
             elapsed_s: started.elapsed().as_secs_f64(),
         };
         self.store.commit(&marker).await?;
-        Ok(marker)
+        Ok((marker, written.workers.len()))
     }
 }
 

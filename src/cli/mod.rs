@@ -4,8 +4,11 @@ mod cluster;
 mod decode;
 mod doctor;
 mod output;
+mod report;
 mod run;
 mod sql;
+
+pub use sql::format_unix;
 
 use clap::{Parser, Subcommand};
 use speechmill_pipeline::Override;
@@ -20,6 +23,7 @@ use speechmill_pipeline::Override;
 ///   speechmill run dags/demo.toml --store store/demo
 ///   speechmill inspect --store store/demo
 ///   speechmill sql --store store/demo "SELECT uri, codec, duration_s FROM decode"
+///   speechmill report --store store/demo --out report.html
 #[derive(Parser, Debug)]
 #[command(name = "speechmill", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
@@ -75,8 +79,15 @@ pub enum Command {
     /// Query committed tables with SQL: each node is a table by its name, and its
     /// rejects are `<node>_rejects`.
     Sql(sql::SqlArgs),
-    /// Rows, hours of audio, rejects by reason and data parts, per committed node.
+    /// Rows, hours of audio, rejects by reason and data parts, per committed node,
+    /// then what the latest run did: cached or computed, wall time, rows and audio
+    /// in and out, audio-seconds per second, executors.
     Inspect(sql::InspectArgs),
+    /// Write one self-contained HTML page about a store (no network needed to view
+    /// it): the funnel of rows kept and rejected by reason, distributions of the
+    /// kept set, throughput per node, samples of every bucket with audio players,
+    /// and the DAG with its parameters.
+    Report(report::ReportArgs),
     /// Check every file the stages load (onnxruntime, the Silero VAD graph, the
     /// converted Whisper models) and list the demo's and tests' tools; exits
     /// non-zero naming what is missing and the command that installs it.
@@ -97,6 +108,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => run::plan(args).await,
         Command::Sql(args) => sql::sql(args).await,
         Command::Inspect(args) => sql::inspect(args).await,
+        Command::Report(args) => report::report(args).await,
         Command::Doctor => doctor::doctor(),
         Command::Decode(args) => decode::decode(args),
         Command::Scheduler(args) => cluster::scheduler(args).await,

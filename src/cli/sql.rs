@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use speechmill_pipeline::progress::format_hours;
 use speechmill_pipeline::runner::{new_session, register_store_tables};
-use speechmill_pipeline::{RunStore, report};
+use speechmill_pipeline::{RunStore, inspect as node_summary, runs};
 
 use super::output::{Format, print_batches};
 
@@ -63,7 +63,8 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let store = RunStore::open(&args.store).await?;
     let registry = Arc::new(speechmill_stages::builtin_registry());
     let session = new_session(&registry, &store, None);
-    let reports = report::inspect(&session, &store).await?;
+    let reports = node_summary::inspect(&session, &store).await?;
+    let latest = runs::latest(&store).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
         return Ok(());
@@ -100,7 +101,68 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             }
         );
     }
+    if let Some(run) = latest {
+        print_run(&run);
+    }
     Ok(())
+}
+
+/// The latest run's record: what each node did and how fast.
+fn print_run(run: &runs::RunRecord) {
+    let took = run
+        .finished_at_unix_s
+        .map(|end| format!(", {} s", end.saturating_sub(run.started_at_unix_s)))
+        .unwrap_or_default();
+    println!();
+    println!(
+        "latest run {}: {} ({}), {}, started {}{took}",
+        run.run_id,
+        run.dag,
+        run.mode,
+        run.status,
+        format_unix(run.started_at_unix_s)
+    );
+    println!(
+        "{:<18} {:<8} {:>8} {:>9} {:>9} {:>9} {:>11} {:>11} {:>10} {:>9}",
+        "node",
+        "status",
+        "wall",
+        "rows in",
+        "rows out",
+        "rejected",
+        "audio in",
+        "audio out",
+        "audio-s/s",
+        "executors"
+    );
+    let hours = |h: Option<f64>| {
+        h.map(|h| format_hours(h * 3600.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    for n in &run.nodes {
+        println!(
+            "{:<18} {:<8} {:>7.1}s {:>9} {:>9} {:>9} {:>11} {:>11} {:>10} {:>9}",
+            n.node,
+            if n.cached { "cached" } else { "computed" },
+            n.wall_s,
+            n.rows_in,
+            n.rows_out,
+            n.rejected,
+            hours(n.audio_hours_in),
+            hours(n.audio_hours_out),
+            n.audio_seconds_per_second()
+                .map(|r| format!("{r:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            n.executors
+        );
+    }
+}
+
+/// `2026-12-03 10:35:41 UTC`
+pub fn format_unix(seconds: u64) -> String {
+    chrono::DateTime::from_timestamp(seconds as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| seconds.to_string())
 }
 
 /// The reason code before the first `:`, which is what groups rejects.

@@ -9,7 +9,7 @@
 
 pub mod asr;
 mod blob;
-mod columns;
+pub mod columns;
 pub mod decode;
 pub mod filter;
 pub mod ingest;

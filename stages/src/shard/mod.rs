@@ -29,6 +29,9 @@
 
 mod files;
 
+/// FLAC of segment audio (16 kHz mono PCM16), for anything that embeds it.
+pub use files::{SAMPLE_RATE, flac};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! `speechmill inspect`: rows, hours of audio and rejects by reason per node.
+//! `speechmill inspect`: rows, hours of audio and rejects by reason per node, and
+//! what the latest run did with it.
 
 use datafusion::arrow::array::{Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
@@ -7,6 +8,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::Result;
 use crate::runner::register_store_tables;
+use crate::runs::{self, NodeRecord};
 use crate::store::RunStore;
 
 /// One node's line in the report.
@@ -22,11 +24,14 @@ pub struct NodeReport {
     pub rejects_by_reason: Vec<(String, i64)>,
     /// Parquet part files of the data table (one per task that kept rows).
     pub data_parts: usize,
+    /// What the store's latest run did with this node, if it had it.
+    pub latest_run: Option<NodeRecord>,
 }
 
 /// Reports every committed node of the store.
 pub async fn inspect(session: &SessionContext, store: &RunStore) -> Result<Vec<NodeReport>> {
     let markers = register_store_tables(session, store).await?;
+    let latest = runs::latest(store).await?;
     let mut reports = Vec::new();
     for marker in markers {
         let query = format!(
@@ -53,6 +58,10 @@ pub async fn inspect(session: &SessionContext, store: &RunStore) -> Result<Vec<N
             audio_hours: marker.audio_seconds.map(|s| s / 3600.0),
             rejects_by_reason: by_reason,
             data_parts: marker.data_files.len(),
+            latest_run: latest
+                .as_ref()
+                .and_then(|run| run.nodes.iter().find(|n| n.node == marker.node))
+                .cloned(),
         });
     }
     Ok(reports)
