@@ -32,7 +32,7 @@ AUDIO_S="$("$BIN" sql --store "$OUT/store" --format csv \
 python3 - "$OUT/store" "$RSS_KB" "$WALL" "$AUDIO_S" <<'PY'
 import json, os, sys
 store, rss_kb, wall, audio_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-nodes = ["ingest", "segment", "asr", "english", "asr_check", "quality", "filter", "shard"]
+nodes = ["ingest", "segment", "asr", "align", "english", "asr_check", "quality", "filter", "shard"]
 print(f"corpus DAG on {audio_s / 60:.1f} min of audio ({os.cpu_count()} cores)")
 print(f"{'node':<10} {'wall s':>8} {'audio-s/s':>10} {'rows':>6} {'rejects':>8}")
 for n in nodes:

@@ -1,8 +1,11 @@
 //! Forced alignment: the CTC aligner against a pure-Python port of torchaudio's
-//! `forced_align` (tests/peers/forced_align_reference.py) on random emissions.
+//! `forced_align` (tests/peers/forced_align_reference.py) on random emissions, and
+//! the `align` stage on speech whose word times are known (words synthesized one by
+//! one by espeak-ng and joined with known pauses), with true and shuffled texts.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -104,4 +107,367 @@ fn ctc_aligner_equals_a_python_port_of_torchaudio_forced_align_on_random_emissio
             "too few {kind} cases: {seen:?}"
         );
     }
+}
+
+/// Sentences in several languages: (language, text).
+const SENTENCES: [(&str, &str); 8] = [
+    ("en", "the committee will publish its findings next week"),
+    ("en", "please keep the receipt until the repair is done"),
+    ("en", "rain is expected over the hills this evening"),
+    ("en", "she read the letter twice before answering"),
+    ("de", "der zug nach berlin hat heute verspätung"),
+    ("es", "el tren sale de la estación a las ocho"),
+    ("fr", "le marché ouvre tous les jours à sept heures"),
+    ("it", "la biblioteca resta aperta fino a sera"),
+];
+
+/// A word spoken alone by espeak-ng at 16 kHz, silence trimmed (1 % of its peak).
+fn spoken_word(dir: &Path, language: &str, word: &str, n: usize) -> Vec<f32> {
+    let raw = dir.join(format!("w{n}-22k.wav"));
+    let wav = dir.join(format!("w{n}.wav"));
+    let ok_status = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok_status(Command::new("espeak-ng").args(["-v", language, "-w", raw.to_str().unwrap(), word]));
+    ok_status(Command::new("sox").args([
+        raw.to_str().unwrap(),
+        "-r",
+        "16000",
+        wav.to_str().unwrap(),
+    ]));
+    let (samples, rate) = read_wav_pcm16(&wav);
+    assert_eq!(rate, 16_000);
+    let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    let loud = |s: &&f32| s.abs() > 0.01 * peak;
+    let first = samples.iter().position(|s| loud(&s)).unwrap_or(0);
+    let last = samples.iter().rposition(|s| loud(&s)).unwrap_or(0);
+    samples[first..=last].to_vec()
+}
+
+/// Writes each sentence as one file of its words joined by pauses of 150–450 ms,
+/// 0.5 s of silence around; a JSONL list of (uri, language, text); and each file's
+/// true word times.
+fn known_word_times(dir: &Path) -> (std::path::PathBuf, Vec<Vec<(f64, f64)>>) {
+    let mut truth = Vec::new();
+    let mut list = String::new();
+    let mut n = 0;
+    for (i, (language, text)) in SENTENCES.iter().enumerate() {
+        let mut audio = vec![0f32; 8000];
+        let mut times = Vec::new();
+        for (j, word) in text.split_whitespace().enumerate() {
+            if j > 0 {
+                let gap = 2400 + ((i * 7 + j * 13) % 5) * 1200;
+                audio.extend(std::iter::repeat_n(0.0, gap));
+            }
+            let spoken = spoken_word(dir, language, word, n);
+            n += 1;
+            let start = audio.len() as f64 / 16_000.0;
+            audio.extend(&spoken);
+            times.push((start, audio.len() as f64 / 16_000.0));
+        }
+        audio.extend(std::iter::repeat_n(0.0, 8000));
+        let path = dir.join(format!("sentence{i}.wav"));
+        write_wav_16k(&path, &audio);
+        list.push_str(
+            &serde_json::json!({ "uri": path.to_str().unwrap(), "language": language, "text": text })
+                .to_string(),
+        );
+        list.push('\n');
+        truth.push(times);
+    }
+    let list_path = dir.join("list.jsonl");
+    std::fs::write(&list_path, list).unwrap();
+    (list_path, truth)
+}
+
+fn align_dag(dir: &Path, list: &Path) -> std::path::PathBuf {
+    write_dag(
+        dir,
+        "align.toml",
+        &format!(
+            r#"[nodes.ingest]
+stage = "ingest"
+params = {{ paths = ["{}"] }}
+
+[nodes.segment]
+stage = "segment"
+inputs = ["ingest"]
+
+[nodes.align]
+stage = "align"
+inputs = ["segment"]
+params = {{ text_column = "text" }}
+
+[nodes.resegment]
+stage = "resegment"
+inputs = ["align", "segment"]
+params = {{ min_s = 0.5, max_s = 2.5 }}
+"#,
+            list.display()
+        ),
+    )
+}
+
+/// A word as aligned: the word, its start and end (s).
+type Word = (String, f64, f64);
+
+/// Per source file: its uri, aligned words and align_score.
+fn aligned(dir: &Path, store: &str) -> Vec<(String, Vec<Word>, f64)> {
+    let json = ok(speechmill(dir).args([
+        "sql",
+        "--store",
+        store,
+        "--format",
+        "json",
+        "SELECT uri, align_score, words FROM align ORDER BY uri",
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json.trim()).unwrap();
+    rows.iter()
+        .map(|r| {
+            let words = r["words"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    (
+                        w["word"].as_str().unwrap().to_string(),
+                        w["start_s"].as_f64().unwrap(),
+                        w["end_s"].as_f64().unwrap(),
+                    )
+                })
+                .collect();
+            (
+                r["uri"].as_str().unwrap().to_string(),
+                words,
+                r["align_score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() {
+    require_program("espeak-ng");
+    require_program("sox");
+    let dir = tempfile::tempdir().unwrap();
+    let (list, truth) = known_word_times(dir.path());
+    let dag = align_dag(dir.path(), &list);
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    assert_eq!(
+        sql_number(dir.path(), "store", "SELECT count(*) FROM align_rejects"),
+        0
+    );
+    let got = aligned(dir.path(), "store");
+    assert_eq!(got.len(), SENTENCES.len(), "{got:?}");
+    let mut errors = Vec::new();
+    let mut bias = (0.0, 0.0, 0.0);
+    for (uri, words, _) in &got {
+        let i: usize = uri
+            .rsplit("sentence")
+            .next()
+            .unwrap()
+            .trim_end_matches(".wav")
+            .parse()
+            .unwrap();
+        let expected: Vec<&str> = SENTENCES[i].1.split_whitespace().collect();
+        let written: Vec<&str> = words.iter().map(|(w, _, _)| w.as_str()).collect();
+        assert_eq!(written, expected, "{uri}: words as written, in order");
+        for ((_, start, end), (true_start, true_end)) in words.iter().zip(&truth[i]) {
+            errors.push((start - true_start).abs());
+            errors.push((end - true_end).abs());
+            bias.0 += start - true_start;
+            bias.1 += end - true_end;
+            bias.2 += 1.0;
+        }
+    }
+    let (median, p90) = (quantile(errors.clone(), 0.5), quantile(errors, 0.9));
+    eprintln!(
+        "ctc word boundaries: median error {:.0} ms, p90 {:.0} ms; mean start {:+.0} ms, end {:+.0} ms",
+        median * 1e3,
+        p90 * 1e3,
+        bias.0 / bias.2 * 1e3,
+        bias.1 / bias.2 * 1e3
+    );
+    assert!(
+        median < 0.08 && p90 < 0.25,
+        "median {median:.3} s, p90 {p90:.3} s"
+    );
+
+    // resegment: pieces of at most 2.5 s at word boundaries that together hold each
+    // parent's words in order, with their own audio.
+    let json = ok(speechmill(dir.path()).args([
+        "sql",
+        "--store",
+        "store",
+        "--format",
+        "json",
+        "SELECT segment_id, parent_segment_id, piece_index, start_s, end_s, duration_s, text, \
+         length(encode(audio, 'hex')) / 2 AS bytes, a.words AS parent_words, r.words AS words \
+         FROM resegment r JOIN (SELECT segment_id AS parent, words FROM align) a \
+         ON r.parent_segment_id = a.parent ORDER BY parent_segment_id, piece_index",
+    ]));
+    let pieces: Vec<serde_json::Value> = serde_json::from_str(json.trim()).unwrap();
+    assert!(
+        pieces.len() > SENTENCES.len(),
+        "no segment was cut: {}",
+        pieces.len()
+    );
+    let mut rebuilt: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in &pieces {
+        let (id, parent) = (
+            p["segment_id"].as_str().unwrap(),
+            p["parent_segment_id"].as_str().unwrap(),
+        );
+        assert_eq!(id, format!("{parent}.{}", p["piece_index"]), "{p}");
+        let duration = p["duration_s"].as_f64().unwrap();
+        let words: Vec<String> = p["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["word"].as_str().unwrap().to_string())
+            .collect();
+        assert!(duration <= 2.5 || words.len() == 1, "{p}");
+        assert_eq!(p["text"].as_str().unwrap(), words.join(" "));
+        let bytes = p["bytes"].as_i64().unwrap() as f64;
+        assert!(
+            (bytes - duration * 32_000.0).abs() <= 64.0,
+            "{p}: {bytes} bytes"
+        );
+        rebuilt.entry(parent.to_string()).or_default().extend(words);
+        let parent_words: Vec<String> = p["parent_words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["word"].as_str().unwrap().to_string())
+            .collect();
+        assert!(parent_words.starts_with(&rebuilt[parent]), "{p}");
+    }
+    assert_eq!(rebuilt.len(), SENTENCES.len());
+}
+
+/// ROC AUC of `right` against `wrong` scores: the chance that a true pair scores
+/// above a wrong one (ties count half; a wrong pair rejected as unalignable scores
+/// below every true one).
+fn roc_auc(right: &[f64], wrong: &[f64], wrong_rejected: usize) -> f64 {
+    let mut wins = 0.0;
+    for r in right {
+        for w in wrong {
+            wins += if r > w {
+                1.0
+            } else if r == w {
+                0.5
+            } else {
+                0.0
+            };
+        }
+        wins += wrong_rejected as f64;
+    }
+    wins / (right.len() as f64 * (wrong.len() + wrong_rejected) as f64)
+}
+
+/// The shipped dags/align.toml on the demo clips (LibriVox readings and espeak-ng
+/// speech in ten languages, each with its text), once with each clip's own text
+/// and once with the next clip's.
+#[test]
+fn align_score_tells_true_transcripts_from_shuffled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = cache_dir().join("demo-audio");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(demo.join("demo.jsonl"))
+        .expect("demo audio: run `bash scripts/setup.sh`")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["text"].is_string())
+        .filter(|r| demo.join(r["uri"].as_str().unwrap()).is_file())
+        .collect();
+    assert!(rows.len() >= 10, "{} demo clips with text", rows.len());
+    for r in &rows {
+        let name = r["uri"].as_str().unwrap();
+        std::fs::copy(demo.join(name), dir.path().join(name)).unwrap();
+    }
+    let write = |name: &str, shift: usize| {
+        let list: String = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut r = r.clone();
+                r["text"] = rows[(i + shift) % rows.len()]["text"].clone();
+                format!("{r}\n")
+            })
+            .collect();
+        std::fs::write(dir.path().join(name), list).unwrap();
+    };
+    write("true.jsonl", 0);
+    write("shuffled.jsonl", 1);
+    let dag = repo_root().join("dags/align.toml");
+    let scores = |list: &str| -> (Vec<f64>, usize) {
+        let store = list.trim_end_matches(".jsonl");
+        ok(speechmill(dir.path()).args([
+            "run",
+            dag.to_str().unwrap(),
+            "--store",
+            store,
+            "--set",
+            &format!("ingest.paths=[\"{list}\"]"),
+        ]));
+        let values = sql_csv(dir.path(), store, "SELECT align_score FROM align")
+            .iter()
+            .skip(1)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let rejected = sql_number(dir.path(), store, "SELECT count(*) FROM align_rejects");
+        (values, rejected as usize)
+    };
+    let ((right, right_rejected), (wrong, wrong_rejected)) =
+        (scores("true.jsonl"), scores("shuffled.jsonl"));
+    assert_eq!((right.len(), right_rejected), (rows.len(), 0));
+    let auc = roc_auc(&right, &wrong, wrong_rejected);
+    eprintln!(
+        "align_score: true {right:?}, shuffled {wrong:?} ({wrong_rejected} rejected), ROC AUC {auc:.3}"
+    );
+    assert!(auc >= 0.95, "ROC AUC {auc:.3}");
+}
+
+#[test]
+fn unalignable_segments_are_rejects_with_reasons_not_failures() {
+    require_program("espeak-ng");
+    let dir = tempfile::tempdir().unwrap();
+    let speech = dir.path().join("short.wav");
+    let mut audio = vec![0f32; 4000];
+    audio.extend(spoken_word(dir.path(), "en", "hello", 0));
+    audio.extend(vec![0f32; 4000]);
+    write_wav_16k(&speech, &audio);
+    let long_text = "word ".repeat(200);
+    let list = dir.path().join("list.jsonl");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n{}\n",
+            serde_json::json!({ "uri": speech.to_str().unwrap(), "language": "en", "text": long_text }),
+            serde_json::json!({ "uri": dir.path().join("copy.wav").to_str().unwrap(), "language": "xx-nonexistent", "text": "hello" }),
+        ),
+    )
+    .unwrap();
+    // A second copy of the audio, one sample changed so ingest keeps both.
+    audio[0] = 0.001;
+    write_wav_16k(&dir.path().join("copy.wav"), &audio);
+    let dag = align_dag(dir.path(), &list);
+    let out = ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    assert!(out.contains("4 node(s) ran"), "{out}");
+    let reasons = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT split_part(reason, ':', 1) FROM align_rejects ORDER BY 1",
+    );
+    assert_eq!(
+        reasons[1..],
+        ["no_phonemizer", "text_too_long"],
+        "{reasons:?}"
+    );
+    assert_eq!(
+        sql_number(dir.path(), "store", "SELECT count(*) FROM align"),
+        0
+    );
 }

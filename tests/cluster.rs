@@ -14,7 +14,7 @@ use common::*;
 
 /// Tables of the demo DAG, each with the columns compared (binary audio columns
 /// are compared through their length and hash).
-const DEMO_TABLES: [&str; 21] = [
+const DEMO_TABLES: [&str; 23] = [
     "ingest",
     "ingest_rejects",
     "decode",
@@ -24,6 +24,8 @@ const DEMO_TABLES: [&str; 21] = [
     "segment_rejects",
     "asr",
     "asr_rejects",
+    "align",
+    "align_rejects",
     "language_check",
     "language_check_rejects",
     "english",
@@ -40,7 +42,7 @@ const DEMO_TABLES: [&str; 21] = [
 ];
 
 /// Nodes of the demo DAG.
-const DEMO_NODES: usize = 11;
+const DEMO_NODES: usize = 12;
 
 fn start_scheduler() -> Server {
     let port = free_port();

@@ -51,6 +51,7 @@ pub mod ctc;
 pub mod dnsmos;
 pub mod features;
 pub mod inventory;
+pub mod phoneme_ctc;
 pub mod runtime;
 pub mod speaker;
 pub mod vad;

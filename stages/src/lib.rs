@@ -7,6 +7,7 @@
 //! assert!(registry.get("ingest").is_some());
 //! ```
 
+pub mod align;
 pub mod asr;
 mod blob;
 pub mod columns;
@@ -14,6 +15,7 @@ pub mod decode;
 pub mod filter;
 pub mod ingest;
 pub mod quality;
+pub mod resegment;
 pub mod segment;
 pub mod shard;
 pub mod text_functions;
@@ -33,6 +35,8 @@ pub fn builtin_registry() -> StageRegistry {
     registry.register(Arc::new(decode::DecodeStage));
     registry.register(Arc::new(segment::SegmentStage));
     registry.register(Arc::new(asr::AsrStage));
+    registry.register(Arc::new(align::AlignStage));
+    registry.register(Arc::new(resegment::ResegmentStage));
     registry.register(Arc::new(quality::QualityStage));
     registry.register(Arc::new(filter::FilterStage));
     registry.register(Arc::new(shard::ShardStage));

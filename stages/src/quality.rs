@@ -35,7 +35,7 @@ use speechmill_pipeline::{Error, Result};
 
 use crate::audio::measures::{clipping_ratio, loudness_lufs, snr_db};
 use crate::columns::stage_output;
-use crate::udf::string_array;
+use crate::udf::{pcm16, string_array};
 
 /// `quality` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -220,19 +220,6 @@ struct Scores {
     reason: Option<String>,
 }
 
-/// PCM16 little-endian bytes as samples in [-1, 1), or why they are not audio.
-fn pcm16(bytes: Option<&[u8]>) -> std::result::Result<Vec<f32>, String> {
-    match bytes {
-        None => Err("bad_audio: no audio".into()),
-        Some([]) => Err("bad_audio: empty".into()),
-        Some(b) if b.len() % 2 != 0 => Err("bad_audio: odd PCM16 byte count".into()),
-        Some(b) => Ok(b
-            .chunks_exact(2)
-            .map(|p| i16::from_le_bytes([p[0], p[1]]) as f32 / 32768.0)
-            .collect()),
-    }
-}
-
 impl ScalarUDFImpl for QualityUdf {
     fn name(&self) -> &str {
         "speechmill_quality"
@@ -346,13 +333,5 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("unknown parameter"), "{err}");
-    }
-
-    #[test]
-    fn audio_that_is_not_pcm16_gets_a_reason() {
-        assert_eq!(pcm16(None).unwrap_err(), "bad_audio: no audio");
-        assert_eq!(pcm16(Some(&[])).unwrap_err(), "bad_audio: empty");
-        assert!(pcm16(Some(&[1, 2, 3])).unwrap_err().contains("odd"));
-        assert_eq!(pcm16(Some(&[0, 0x80])).unwrap(), vec![-1.0]);
     }
 }

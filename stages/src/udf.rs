@@ -1,5 +1,5 @@
 //! Plumbing shared by speechmill's UDFs: running async work from a UDF, reading
-//! string arguments, and building struct results.
+//! string and audio arguments, and building struct results.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,4 +62,30 @@ pub fn string_values(arg: &ColumnarValue, rows: usize) -> Result<Vec<Option<Stri
 /// A string column from per-row values.
 pub fn string_array(values: impl IntoIterator<Item = Option<String>>) -> ArrayRef {
     Arc::new(StringArray::from_iter(values))
+}
+
+/// PCM16 little-endian bytes as samples in [-1, 1), or why they are not audio.
+pub fn pcm16(bytes: Option<&[u8]>) -> std::result::Result<Vec<f32>, String> {
+    match bytes {
+        None => Err("bad_audio: no audio".into()),
+        Some([]) => Err("bad_audio: empty".into()),
+        Some(b) if b.len() % 2 != 0 => Err("bad_audio: odd PCM16 byte count".into()),
+        Some(b) => Ok(b
+            .chunks_exact(2)
+            .map(|p| i16::from_le_bytes([p[0], p[1]]) as f32 / 32768.0)
+            .collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_that_is_not_pcm16_gets_a_reason() {
+        assert_eq!(pcm16(None).unwrap_err(), "bad_audio: no audio");
+        assert_eq!(pcm16(Some(&[])).unwrap_err(), "bad_audio: empty");
+        assert!(pcm16(Some(&[1, 2, 3])).unwrap_err().contains("odd"));
+        assert_eq!(pcm16(Some(&[0, 0x80])).unwrap(), vec![-1.0]);
+    }
 }
