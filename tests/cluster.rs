@@ -231,6 +231,7 @@ fn assert_report_shows_the_store(store: &str, s3_port: u16, dir: &Path) {
         "filter.snr_db",
         "filter.speech_rate",
         "filter.check_cer",
+        "align.align_score",
         "throughput",
         "dag",
     ] {

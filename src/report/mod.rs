@@ -166,7 +166,7 @@ const METRICS: &[(&str, &[&str])] = &[
     ("Loudness (LUFS)", &["loudness_lufs"]),
     ("Two-model CER", &["check_cer", "cer"]),
     (
-        "Alignment score (mean log-prob per token)",
+        "Alignment score (log-prob per phoneme below the best label)",
         &["align_score"],
     ),
 ];

@@ -20,7 +20,8 @@ th { background: #f3f5f9; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .grid { display: flex; flex-wrap: wrap; gap: 18px; }
 figure { margin: 0; }
-.grid figure { flex: 0 0 auto; max-width: 380px; }
+.grid figure { flex: 0 0 auto; }
+.grid figure.hist { max-width: 380px; }
 figcaption { font-size: 13px; color: #333; margin-bottom: 2px; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
 .legend i { display: inline-block; width: 11px; height: 11px; margin-right: 4px; vertical-align: -1px; }
@@ -192,7 +193,7 @@ fn kept(html: &mut String, report: &Report) {
         let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
         let _ = write!(
             html,
-            "<figure class=\"chart\" data-chart=\"{source}\"><figcaption><b>{title}</b> · n {n} · \
+            "<figure class=\"chart hist\" data-chart=\"{source}\"><figcaption><b>{title}</b> · n {n} · \
              median {median} · p10 {p10} · p90 {p90} · mean {mean} <span class=\"note\">({source})\
              </span></figcaption>{svg}</figure>",
             source = escape(&d.source),
