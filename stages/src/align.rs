@@ -43,6 +43,7 @@ use speechmill_pipeline::{Error, Result};
 
 use crate::columns::{quote, stage_output};
 use crate::udf::{pcm16, string_array, string_values};
+use crate::with_audio::labels_with_audio;
 
 /// `align` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -175,64 +176,14 @@ impl ConfiguredStage for ConfiguredAlign {
     }
 
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {
-        if inputs.len() > 2 {
-            return Err(Error::node(
-                &cx.node,
-                "align takes one or two inputs: the labels, then the segments' audio",
-            ));
-        }
-        let mut inputs = inputs.into_iter();
-        let Some(labels) = inputs.next() else {
-            return Err(Error::node(&cx.node, "align needs one or two inputs"));
-        };
-        let has = |df: &DataFrame, c: &str| df.schema().inner().field_with_name(c).is_ok();
+        let joined_df = labels_with_audio(cx, "align", inputs).await?;
         let text = &self.params.text_column;
-        if !has(&labels, text) {
+        if joined_df.schema().inner().field_with_name(text).is_err() {
             return Err(Error::node(
                 &cx.node,
                 format!("align: the first input has no column `{text}` (param `text_column`)"),
             ));
         }
-        cx.session
-            .register_table("__align_labels", labels.clone().into_view())?;
-        let joined = match inputs.next() {
-            Some(audio) => {
-                if !has(&audio, "audio")
-                    || !has(&audio, "segment_id")
-                    || !has(&labels, "segment_id")
-                {
-                    return Err(Error::node(
-                        &cx.node,
-                        "align: the second input must have `segment_id` and `audio` (the \
-                         `segment` node), the first `segment_id`",
-                    ));
-                }
-                cx.session
-                    .register_table("__align_audio", audio.into_view())?;
-                let keep: Vec<String> = labels
-                    .schema()
-                    .inner()
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name() != "audio")
-                    .map(|f| format!("l.{}", quote(f.name())))
-                    .collect();
-                format!(
-                    "SELECT {}, a.audio AS audio FROM __align_labels l \
-                     LEFT JOIN (SELECT segment_id, audio FROM __align_audio) a \
-                     ON l.segment_id = a.segment_id",
-                    keep.join(", ")
-                )
-            }
-            None if has(&labels, "audio") => "SELECT * FROM __align_labels".to_string(),
-            None => {
-                return Err(Error::node(
-                    &cx.node,
-                    "align: no `audio` column; give the `segment` node as the second input",
-                ));
-            }
-        };
-        let joined_df = cx.session.sql(&joined).await?;
         let schema = joined_df.schema().inner().clone();
         cx.session
             .register_table("__align_input", joined_df.into_view())?;

@@ -20,6 +20,7 @@ pub mod segment;
 pub mod shard;
 pub mod text_functions;
 mod udf;
+mod with_audio;
 
 use std::sync::Arc;
 

@@ -39,8 +39,9 @@ use serde::{Deserialize, Serialize};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
 
-use crate::columns::{quote, stage_output};
+use crate::columns::stage_output;
 use crate::udf::string_values;
+use crate::with_audio::labels_with_audio;
 
 /// `resegment` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -219,60 +220,15 @@ impl ConfiguredStage for ConfiguredResegment {
     }
 
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {
-        if inputs.len() > 2 {
-            return Err(Error::node(
-                &cx.node,
-                "resegment takes one or two inputs: the aligned segments, then their audio",
-            ));
-        }
-        let mut inputs = inputs.into_iter();
-        let Some(aligned) = inputs.next() else {
-            return Err(Error::node(&cx.node, "resegment needs an input"));
-        };
-        let has = |df: &DataFrame, c: &str| df.schema().inner().field_with_name(c).is_ok();
+        let joined = labels_with_audio(cx, "resegment", inputs).await?;
         for c in ["words", "segment_id", "start_s", "end_s"] {
-            if !has(&aligned, c) {
+            if joined.schema().inner().field_with_name(c).is_err() {
                 return Err(Error::node(
                     &cx.node,
                     format!("resegment: the first input has no `{c}` (it reads an `align` node)"),
                 ));
             }
         }
-        cx.session
-            .register_table("__reseg_aligned", aligned.clone().into_view())?;
-        let joined = match inputs.next() {
-            Some(audio) => {
-                if !has(&audio, "audio") || !has(&audio, "segment_id") {
-                    return Err(Error::node(
-                        &cx.node,
-                        "resegment: the second input must have `segment_id` and `audio`",
-                    ));
-                }
-                cx.session
-                    .register_table("__reseg_audio", audio.into_view())?;
-                let keep: Vec<String> = aligned
-                    .schema()
-                    .inner()
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name() != "audio")
-                    .map(|f| format!("l.{}", quote(f.name())))
-                    .collect();
-                format!(
-                    "SELECT {}, a.audio AS audio FROM __reseg_aligned l LEFT JOIN \
-                     (SELECT segment_id, audio FROM __reseg_audio) a ON l.segment_id = a.segment_id",
-                    keep.join(", ")
-                )
-            }
-            None if has(&aligned, "audio") => "SELECT * FROM __reseg_aligned".into(),
-            None => {
-                return Err(Error::node(
-                    &cx.node,
-                    "resegment: no `audio`; give the `segment` node as the second input",
-                ));
-            }
-        };
-        let joined = cx.session.sql(&joined).await?;
         let schema = joined.schema().inner().clone();
         cx.session
             .register_table("__reseg_input", joined.into_view())?;
