@@ -23,11 +23,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, ListArray, StringArray,
-    StructArray,
-};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, StructArray};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::dataframe::DataFrame;
@@ -42,7 +38,7 @@ use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContex
 use speechmill_pipeline::{Error, Result};
 
 use crate::columns::{quote, stage_output};
-use crate::udf::{pcm16, string_array, string_values};
+use crate::udf::{WordLists, pcm16, string_array, string_values};
 use crate::with_audio::labels_with_audio;
 
 /// `align` node params.
@@ -429,10 +425,8 @@ fn build_output(
     starts: &datafusion::arrow::array::Float64Array,
 ) -> DfResult<ColumnarValue> {
     let n = outcomes.len();
-    let (mut w_word, mut w_start, mut w_end, mut w_score) = (vec![], vec![], vec![], vec![]);
-    let mut offsets = vec![0i32];
-    let (mut valid, mut score, mut unaligned, mut method, mut reason) = (
-        Vec::with_capacity(n),
+    let mut words = WordLists::new(AlignUdf::word_fields());
+    let (mut score, mut unaligned, mut method, mut reason) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -446,50 +440,30 @@ fn build_output(
         };
         match outcome {
             Ok(a) => {
-                for w in a.words {
-                    w_word.push(w.word);
-                    w_start.push(millis(offset + w.start_s));
-                    w_end.push(millis(offset + w.end_s));
-                    w_score.push(w.score);
-                }
-                valid.push(true);
+                words.push_row(Some(a.words.into_iter().map(|w| {
+                    (
+                        w.word,
+                        millis(offset + w.start_s),
+                        millis(offset + w.end_s),
+                        w.score,
+                    )
+                })));
                 score.push(Some(a.align_score));
                 unaligned.push(Some(a.unaligned_words as i32));
                 method.push(Some("ctc".to_string()));
                 reason.push(None);
             }
             Err(r) => {
-                valid.push(false);
+                words.push_row(None::<Vec<_>>);
                 score.push(None);
                 unaligned.push(None);
                 method.push(None);
                 reason.push(Some(r));
             }
         }
-        offsets.push(w_word.len() as i32);
     }
-    let words_struct = StructArray::try_new(
-        AlignUdf::word_fields(),
-        vec![
-            Arc::new(StringArray::from(w_word)) as ArrayRef,
-            Arc::new(Float64Array::from(w_start)),
-            Arc::new(Float64Array::from(w_end)),
-            Arc::new(Float64Array::from(w_score)),
-        ],
-        None,
-    )?;
-    let words = ListArray::try_new(
-        Arc::new(Field::new(
-            "item",
-            DataType::Struct(AlignUdf::word_fields()),
-            true,
-        )),
-        OffsetBuffer::new(offsets.into()),
-        Arc::new(words_struct),
-        Some(BooleanArray::from(valid).values().clone().into()),
-    )?;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(words),
+        words.finish()?,
         Arc::new(Float64Array::from(score)),
         Arc::new(Int32Array::from(unaligned)),
         string_array(method),

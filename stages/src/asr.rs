@@ -9,10 +9,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, StringArray, StructArray,
-};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray, StructArray};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::dataframe::DataFrame;
@@ -26,6 +23,7 @@ use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContex
 use speechmill_pipeline::{Error, Result};
 
 use crate::columns::stage_output;
+use crate::udf::WordLists;
 
 /// `asr` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -423,9 +421,7 @@ fn build_output(
     let (mut lang_p, mut avg_lp, mut ns_p, mut cr, mut temp) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut reason = Vec::with_capacity(n);
-    let (mut w_word, mut w_start, mut w_end, mut w_prob) = (vec![], vec![], vec![], vec![]);
-    let mut offsets = vec![0i32];
-    let mut list_valid = Vec::with_capacity(n);
+    let mut words = WordLists::new(AsrUdf::word_fields());
     for (i, o) in outcome.into_iter().enumerate() {
         let offset = if starts.is_null(i) {
             0.0
@@ -442,13 +438,11 @@ fn build_output(
                 cr.push(Some(t.compression_ratio));
                 temp.push(Some(t.temperature));
                 reason.push(None);
-                for w in t.words {
-                    w_word.push(w.word);
-                    w_start.push(offset + w.start);
-                    w_end.push(offset + w.end);
-                    w_prob.push(w.probability);
-                }
-                list_valid.push(true);
+                words.push_row(Some(
+                    t.words
+                        .into_iter()
+                        .map(|w| (w.word, offset + w.start, offset + w.end, w.probability)),
+                ));
             }
             Err(r) => {
                 text.push(None);
@@ -459,31 +453,10 @@ fn build_output(
                 cr.push(None);
                 temp.push(None);
                 reason.push(Some(r));
-                list_valid.push(false);
+                words.push_row(None::<Vec<_>>);
             }
         }
-        offsets.push(w_word.len() as i32);
     }
-    let words_struct = StructArray::try_new(
-        AsrUdf::word_fields(),
-        vec![
-            Arc::new(StringArray::from(w_word)) as ArrayRef,
-            Arc::new(Float64Array::from(w_start)),
-            Arc::new(Float64Array::from(w_end)),
-            Arc::new(Float64Array::from(w_prob)),
-        ],
-        None,
-    )?;
-    let words = ListArray::try_new(
-        Arc::new(Field::new(
-            "item",
-            DataType::Struct(AsrUdf::word_fields()),
-            true,
-        )),
-        OffsetBuffer::new(offsets.into()),
-        Arc::new(words_struct),
-        Some(BooleanArray::from(list_valid).values().clone().into()),
-    )?;
     let models: Vec<Option<&str>> = reason
         .iter()
         .map(|r: &Option<String>| r.is_none().then_some(model))
@@ -496,7 +469,7 @@ fn build_output(
         Arc::new(Float64Array::from(ns_p)),
         Arc::new(Float64Array::from(cr)),
         Arc::new(Float64Array::from(temp)),
-        Arc::new(words),
+        words.finish()?,
         Arc::new(StringArray::from(models)),
         Arc::new(StringArray::from(reason)),
     ];

@@ -64,6 +64,66 @@ pub fn string_array(values: impl IntoIterator<Item = Option<String>>) -> ArrayRe
     Arc::new(StringArray::from_iter(values))
 }
 
+/// One list of words per row, each word `{word, start_s, end_s, <score>}` (`fields`
+/// names the four; `asr` calls the last `probability`, `align` `score`); a row
+/// without words (a reject) is a NULL list.
+pub struct WordLists {
+    fields: datafusion::arrow::datatypes::Fields,
+    word: Vec<String>,
+    start: Vec<f64>,
+    end: Vec<f64>,
+    score: Vec<f64>,
+    offsets: Vec<i32>,
+    valid: Vec<bool>,
+}
+
+impl WordLists {
+    pub fn new(fields: datafusion::arrow::datatypes::Fields) -> Self {
+        WordLists {
+            fields,
+            word: Vec::new(),
+            start: Vec::new(),
+            end: Vec::new(),
+            score: Vec::new(),
+            offsets: vec![0],
+            valid: Vec::new(),
+        }
+    }
+
+    /// The next row's words (`None`: a NULL list).
+    pub fn push_row(&mut self, words: Option<impl IntoIterator<Item = (String, f64, f64, f64)>>) {
+        self.valid.push(words.is_some());
+        for (w, s, e, p) in words.into_iter().flatten() {
+            self.word.push(w);
+            self.start.push(s);
+            self.end.push(e);
+            self.score.push(p);
+        }
+        self.offsets.push(self.word.len() as i32);
+    }
+
+    pub fn finish(self) -> Result<ArrayRef> {
+        use datafusion::arrow::array::{BooleanArray, Float64Array, ListArray, StructArray};
+        use datafusion::arrow::datatypes::{DataType, Field};
+        let items = StructArray::try_new(
+            self.fields.clone(),
+            vec![
+                Arc::new(StringArray::from(self.word)) as ArrayRef,
+                Arc::new(Float64Array::from(self.start)),
+                Arc::new(Float64Array::from(self.end)),
+                Arc::new(Float64Array::from(self.score)),
+            ],
+            None,
+        )?;
+        Ok(Arc::new(ListArray::try_new(
+            Arc::new(Field::new("item", DataType::Struct(self.fields), true)),
+            datafusion::arrow::buffer::OffsetBuffer::new(self.offsets.into()),
+            Arc::new(items),
+            Some(BooleanArray::from(self.valid).values().clone().into()),
+        )?))
+    }
+}
+
 /// PCM16 little-endian bytes as samples in [-1, 1), or why they are not audio.
 pub fn pcm16(bytes: Option<&[u8]>) -> std::result::Result<Vec<f32>, String> {
     match bytes {
