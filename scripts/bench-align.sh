@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Word-boundary accuracy on speech with known word times (tests/peers/word_boundaries.py:
 # words spoken one by one by espeak-ng and joined with known pauses, 8 sentences in five
-# languages): speechmill's `align` (CTC) and `asr`'s DTW word times (Whisper base int8,
-# beam 5, language given) against faster-whisper's `word_timestamps=True` on the same
-# files. Prints median and p90 absolute boundary error per method.
+# languages): speechmill's `align` (method ctc, and method whisper: the known text
+# teacher-forced through Whisper base int8) and `asr`'s DTW word times (Whisper base
+# int8, beam 5) against faster-whisper's `word_timestamps=True` on the same files.
+# Prints median and p90 absolute boundary error per method.
 #
 #   bash scripts/bench-align.sh            # needs scripts/setup.sh and scripts/peers.sh
 set -euo pipefail
@@ -33,7 +34,12 @@ params = { max_segment_s = 30.0 }
 [nodes.align]
 stage = "align"
 inputs = ["segment"]
-params = { text_column = "text" }
+params = { text_column = "text", method = "ctc" }
+
+[nodes.align_whisper]
+stage = "align"
+inputs = ["segment"]
+params = { text_column = "text", method = "whisper", whisper_model = "whisper-base", precision = "int8" }
 
 [nodes.asr]
 stage = "asr"
@@ -42,6 +48,22 @@ params = { model = "whisper-base", precision = "int8", language = "auto", beam_s
 TOML
 "$BIN" run "$OUT/dag.toml" --store "$OUT/store" >/dev/null
 "$BIN" sql --store "$OUT/store" --format json "SELECT uri, words FROM align" >"$OUT/align.json"
+"$BIN" sql --store "$OUT/store" --format json "SELECT uri, words FROM align_whisper" >"$OUT/align_whisper.json"
 "$BIN" sql --store "$OUT/store" --format json "SELECT uri, words FROM asr" >"$OUT/asr.json"
 "$PEERS_PY" tests/peers/word_boundaries.py score "$OUT/audio" \
-  "speechmill align (ctc)=$OUT/align.json" "speechmill asr DTW words (base int8)=$OUT/asr.json"
+  "speechmill align (ctc)=$OUT/align.json" \
+  "speechmill align (whisper, base int8)=$OUT/align_whisper.json" \
+  "speechmill asr DTW words (base int8)=$OUT/asr.json"
+
+# Throughput of each aligner and of asr in the same run (the run record's per-node
+# wall time and audio in): audio-seconds per second on this machine.
+echo
+"$BIN" inspect --store "$OUT/store" --json | python3 -c '
+import json, sys
+nodes = {n["node"]: n["latest_run"] for n in json.load(sys.stdin)}
+print("%-16s%9s%9s%13s" % ("node", "audio s", "wall s", "x real time"))
+for name in ("align", "align_whisper", "asr"):
+    r = nodes[name]
+    audio = (r["audio_hours_in"] or 0) * 3600
+    print("%-16s%9.1f%9.2f%13.1f" % (name, audio, r["wall_s"], audio / r["wall_s"]))
+'

@@ -178,10 +178,10 @@ fn known_word_times(dir: &Path) -> (std::path::PathBuf, Vec<Vec<(f64, f64)>>) {
     (list_path, truth)
 }
 
-fn align_dag(dir: &Path, list: &Path) -> std::path::PathBuf {
+fn align_dag(dir: &Path, list: &Path, method: &str) -> std::path::PathBuf {
     write_dag(
         dir,
-        "align.toml",
+        &format!("align-{method}.toml"),
         &format!(
             r#"[nodes.ingest]
 stage = "ingest"
@@ -194,7 +194,7 @@ inputs = ["ingest"]
 [nodes.align]
 stage = "align"
 inputs = ["segment"]
-params = {{ text_column = "text" }}
+params = {{ text_column = "text", method = "{method}" }}
 
 [nodes.resegment]
 stage = "resegment"
@@ -248,19 +248,24 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-#[test]
-fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() {
+/// Runs the alignment DAG with `method` on the sentences of known word times: the
+/// store (in `dir`) and the median and p90 absolute boundary error (s).
+fn boundary_errors(dir: &Path, method: &str) -> (String, f64, f64) {
     require_program("espeak-ng");
     require_program("sox");
-    let dir = tempfile::tempdir().unwrap();
-    let (list, truth) = known_word_times(dir.path());
-    let dag = align_dag(dir.path(), &list);
-    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    let (list, truth) = known_word_times(dir);
+    let dag = align_dag(dir, &list, method);
+    let store = format!("store-{method}");
+    ok(speechmill(dir).args(["run", dag.to_str().unwrap(), "--store", &store]));
     assert_eq!(
-        sql_number(dir.path(), "store", "SELECT count(*) FROM align_rejects"),
+        sql_number(dir, &store, "SELECT count(*) FROM align_rejects"),
         0
     );
-    let got = aligned(dir.path(), "store");
+    assert_eq!(
+        sql_csv(dir, &store, "SELECT DISTINCT method FROM align")[1..],
+        [method]
+    );
+    let got = aligned(dir, &store);
     assert_eq!(got.len(), SENTENCES.len(), "{got:?}");
     let mut errors = Vec::new();
     let mut bias = (0.0, 0.0, 0.0);
@@ -285,12 +290,30 @@ fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() 
     }
     let (median, p90) = (quantile(errors.clone(), 0.5), quantile(errors, 0.9));
     eprintln!(
-        "ctc word boundaries: median error {:.0} ms, p90 {:.0} ms; mean start {:+.0} ms, end {:+.0} ms",
+        "{method} word boundaries: median error {:.0} ms, p90 {:.0} ms; mean start {:+.0} ms, end {:+.0} ms",
         median * 1e3,
         p90 * 1e3,
         bias.0 / bias.2 * 1e3,
         bias.1 / bias.2 * 1e3
     );
+    (store, median, p90)
+}
+
+#[test]
+fn whisper_alignment_places_the_given_words_near_their_true_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, median, p90) = boundary_errors(dir.path(), "whisper");
+    // DTW over the alignment heads: 20 ms frames, less exact than CTC (bench-align).
+    assert!(
+        median < 0.15 && p90 < 0.6,
+        "median {median:.3} s, p90 {p90:.3} s"
+    );
+}
+
+#[test]
+fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, median, p90) = boundary_errors(dir.path(), "ctc");
     assert!(
         median < 0.08 && p90 < 0.25,
         "median {median:.3} s, p90 {p90:.3} s"
@@ -301,7 +324,7 @@ fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() 
     let json = ok(speechmill(dir.path()).args([
         "sql",
         "--store",
-        "store",
+        &store,
         "--format",
         "json",
         "SELECT segment_id, parent_segment_id, piece_index, start_s, end_s, duration_s, text, \
@@ -368,11 +391,10 @@ fn roc_auc(right: &[f64], wrong: &[f64], wrong_rejected: usize) -> f64 {
     wins / (right.len() as f64 * (wrong.len() + wrong_rejected) as f64)
 }
 
-/// The shipped dags/align.toml on the demo clips (LibriVox readings and espeak-ng
-/// speech in ten languages, each with its text), once with each clip's own text
-/// and once with the next clip's.
-#[test]
-fn align_score_tells_true_transcripts_from_shuffled_ones() {
+/// The shipped dags/align.toml with `method` on the demo clips (LibriVox readings
+/// and espeak-ng speech in ten languages, each with its text), once with each clip's
+/// own text and once with the next clip's: the ROC AUC of their align_scores.
+fn true_against_shuffled_auc(method: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let demo = cache_dir().join("demo-audio");
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(demo.join("demo.jsonl"))
@@ -411,6 +433,8 @@ fn align_score_tells_true_transcripts_from_shuffled_ones() {
             store,
             "--set",
             &format!("ingest.paths=[\"{list}\"]"),
+            "--set",
+            &format!("align.method=\"{method}\""),
         ]));
         let values = sql_csv(dir.path(), store, "SELECT align_score FROM align")
             .iter()
@@ -425,8 +449,20 @@ fn align_score_tells_true_transcripts_from_shuffled_ones() {
     assert_eq!((right.len(), right_rejected), (rows.len(), 0));
     let auc = roc_auc(&right, &wrong, wrong_rejected);
     eprintln!(
-        "align_score: true {right:?}, shuffled {wrong:?} ({wrong_rejected} rejected), ROC AUC {auc:.3}"
+        "{method} align_score: true {right:?}, shuffled {wrong:?} ({wrong_rejected} rejected), ROC AUC {auc:.3}"
     );
+    auc
+}
+
+#[test]
+fn ctc_align_score_tells_true_transcripts_from_shuffled_ones() {
+    let auc = true_against_shuffled_auc("ctc");
+    assert!(auc >= 0.95, "ROC AUC {auc:.3}");
+}
+
+#[test]
+fn whisper_align_score_tells_true_transcripts_from_shuffled_ones() {
+    let auc = true_against_shuffled_auc("whisper");
     assert!(auc >= 0.95, "ROC AUC {auc:.3}");
 }
 
@@ -453,7 +489,9 @@ fn unalignable_segments_are_rejects_with_reasons_not_failures() {
     // A second copy of the audio, one sample changed so ingest keeps both.
     audio[0] = 0.001;
     write_wav_16k(&dir.path().join("copy.wav"), &audio);
-    let dag = align_dag(dir.path(), &list);
+    // `auto`: the made-up language has no espeak-ng voice, so Whisper is tried, which
+    // does not know it either.
+    let dag = align_dag(dir.path(), &list, "auto");
     let out = ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
     assert!(out.contains("4 node(s) ran"), "{out}");
     let reasons = sql_csv(
@@ -463,11 +501,183 @@ fn unalignable_segments_are_rejects_with_reasons_not_failures() {
     );
     assert_eq!(
         reasons[1..],
-        ["no_phonemizer", "text_too_long"],
+        ["no_model_for_language", "text_too_long"],
         "{reasons:?}"
     );
     assert_eq!(
         sql_number(dir.path(), "store", "SELECT count(*) FROM align"),
         0
+    );
+}
+
+/// A user's phoneme CTC model: the built-in model's own graph and vocabulary, laid
+/// out as a user's model directory (`model.onnx`, `vocab.json` by id), aligns every
+/// word exactly where the built-in path puts it.
+#[test]
+fn a_users_phoneme_ctc_model_aligns_like_the_same_model_built_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (builtin_store, _, _) = boundary_errors(dir.path(), "ctc");
+    let hama = cache_dir().join("models/hama");
+    let user = dir.path().join("my-phoneme-model");
+    std::fs::create_dir(&user).unwrap();
+    std::os::unix::fs::symlink(hama.join("asr_waveform_fp16.onnx"), user.join("model.onnx"))
+        .unwrap();
+    let vocab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hama.join("g2p_vocab.json")).unwrap())
+            .unwrap();
+    let mut symbols: Vec<String> = vocab["decoder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    symbols.extend(["<wb>".to_string(), "<blank>".to_string()]);
+    let by_id: serde_json::Map<String, serde_json::Value> = symbols
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i.into()))
+        .collect();
+    std::fs::write(
+        user.join("vocab.json"),
+        serde_json::to_string(&by_id).unwrap(),
+    )
+    .unwrap();
+    let list = dir.path().join("list.jsonl");
+    let dag = write_dag(
+        dir.path(),
+        "user.toml",
+        &format!(
+            r#"[nodes.ingest]
+stage = "ingest"
+params = {{ paths = ["{}"] }}
+
+[nodes.segment]
+stage = "segment"
+inputs = ["ingest"]
+
+[nodes.align]
+stage = "align"
+inputs = ["segment"]
+params = {{ method = "ctc", ctc_model = "{}", ctc_units = "phonemes", ctc_blank = "<blank>", ctc_word_delimiter = "<wb>", ctc_normalize = false }}
+"#,
+            list.display(),
+            user.display()
+        ),
+    );
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "user"]));
+    let (builtin, users) = (
+        aligned(dir.path(), &builtin_store),
+        aligned(dir.path(), "user"),
+    );
+    assert_eq!(users.len(), SENTENCES.len());
+    for ((uri, words, score), (_, their_words, their_score)) in builtin.iter().zip(&users) {
+        assert_eq!(words, their_words, "{uri}: {words:?} vs {their_words:?}");
+        // The same log-probabilities, once more through log-softmax (float rounding).
+        assert!(
+            (score - their_score).abs() < 1e-4,
+            "{uri}: {score} vs {their_score}"
+        );
+    }
+}
+
+/// A user's character CTC model with a wav2vec2 export's interface (a tiny graph the
+/// test builds: tests/peers/tiny_ctc_model.py), on audio that "says" known
+/// characters at known frames: every word of a text in another case and with
+/// punctuation lands on its frames.
+#[test]
+fn a_users_character_ctc_model_places_words_on_their_frames() {
+    let Some(python) = peers_python("user CTC model") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-ctc");
+    let symbols = ["<pad>", "|", "A", "B", "C", "D", "E", "'"];
+    let mut build = Command::new(python);
+    build
+        .arg(repo_root().join("tests/peers/tiny_ctc_model.py"))
+        .arg(&model)
+        .args(symbols);
+    ok(&mut build);
+    // Frames of 20 ms at the level 0.1 × symbol; three frames per letter, a pause
+    // and the delimiter between words.
+    let words = ["BAD", "CAB", "DEAD"];
+    let level = |c: char| symbols.iter().position(|s| *s == c.to_string()).unwrap();
+    let mut frames: Vec<usize> = vec![0; 10];
+    let mut truth = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            frames.extend([0, 0, 1, 1, 0, 0]);
+        }
+        let start = frames.len();
+        for c in word.chars() {
+            frames.extend([level(c); 3]);
+        }
+        truth.push((start as f64 * 0.02, frames.len() as f64 * 0.02));
+    }
+    frames.extend([0; 10]);
+    let audio: Vec<f32> = frames
+        .iter()
+        .flat_map(|&k| std::iter::repeat_n(0.1 * k as f32, 320))
+        .collect();
+    let wav = dir.path().join("levels.wav");
+    write_wav_16k(&wav, &audio);
+    let list = dir.path().join("list.jsonl");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n",
+            serde_json::json!({ "uri": wav.to_str().unwrap(), "language": "en", "text": "bad cab, \"dead\"!" })
+        ),
+    )
+    .unwrap();
+    // These levels are no speech to the VAD: a threshold near 0 keeps the whole file.
+    let dag = write_dag(
+        dir.path(),
+        "chars.toml",
+        &format!(
+            r#"[nodes.ingest]
+stage = "ingest"
+params = {{ paths = ["{}"] }}
+
+[nodes.segment]
+stage = "segment"
+inputs = ["ingest"]
+params = {{ threshold = 0.0001, neg_threshold = 0.00005, min_silence_s = 30.0, pad_s = 0.0 }}
+
+[nodes.align]
+stage = "align"
+inputs = ["segment"]
+params = {{ method = "ctc", ctc_model = "{}", ctc_normalize = false }}
+"#,
+            list.display(),
+            model.display()
+        ),
+    );
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    let got = aligned(dir.path(), "store");
+    assert_eq!(got.len(), 1, "{got:?}");
+    let written: Vec<&str> = got[0].1.iter().map(|(w, _, _)| w.as_str()).collect();
+    assert_eq!(written, ["bad", "cab,", "\"dead\"!"]);
+    for ((word, start, end), (true_start, true_end)) in got[0].1.iter().zip(&truth) {
+        assert!(
+            (start - true_start).abs() < 1e-6 && (end - true_end).abs() < 1e-6,
+            "{word}: {start}–{end}, true {true_start}–{true_end}"
+        );
+    }
+
+    // A vocabulary without the blank the params name: one line naming the param.
+    let bad = write_dag(
+        dir.path(),
+        "bad.toml",
+        &std::fs::read_to_string(&dag)
+            .unwrap()
+            .replace("ctc_normalize = false", "ctc_blank = \"<blank>\""),
+    );
+    let out = output(speechmill(dir.path()).args(["run", bad.to_str().unwrap(), "--store", "bad"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("ctc_model") && err.contains("<blank>"),
+        "{err}"
     );
 }

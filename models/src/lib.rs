@@ -54,6 +54,7 @@ pub mod inventory;
 pub mod phoneme_ctc;
 pub mod runtime;
 pub mod speaker;
+pub mod user_ctc;
 pub mod vad;
 pub mod whisper;
 

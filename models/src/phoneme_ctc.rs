@@ -50,7 +50,8 @@ pub struct Inventory {
     index: HashMap<String, u32>,
     longest: usize,
     pub blank: u32,
-    pub word_boundary: u32,
+    /// The symbol between words, if the model has one.
+    pub word_boundary: Option<u32>,
 }
 
 impl Inventory {
@@ -61,10 +62,21 @@ impl Inventory {
         symbols.push("<wb>".into());
         let blank = symbols.len() as u32;
         symbols.push("<blank>".into());
+        Self::new(symbols, blank, Some(word_boundary))
+    }
+
+    /// From every output symbol by id; `<…>` and blank symbols are never targets.
+    pub fn new(symbols: Vec<String>, blank: u32, word_boundary: Option<u32>) -> Self {
         let index: HashMap<String, u32> = symbols
             .iter()
             .enumerate()
-            .filter(|(_, s)| !s.starts_with('<') && !s.trim().is_empty())
+            .filter(|(i, s)| {
+                let id = *i as u32;
+                id != blank
+                    && Some(id) != word_boundary
+                    && !s.starts_with('<')
+                    && !s.trim().is_empty()
+            })
             .map(|(i, s)| (s.clone(), i as u32))
             .collect();
         let longest = index.keys().map(|s| s.chars().count()).max().unwrap_or(1);
@@ -392,7 +404,10 @@ mod tests {
     #[test]
     fn espeak_ipa_maps_onto_the_inventory_longest_symbol_first() {
         let inv = inventory();
-        assert_eq!((inv.word_boundary, inv.blank, inv.len()), (19, 20, 21));
+        assert_eq!(
+            (inv.word_boundary, inv.blank, inv.len()),
+            (Some(19), 20, 21)
+        );
         // Stress and length marks go, the affricate is tied, "aɪ" is one symbol.
         let (tokens, unmapped) = inv.tokens("dʒˈaɪn");
         let symbols: Vec<&str> = tokens.iter().map(|t| inv.symbol(*t)).collect();

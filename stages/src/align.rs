@@ -5,7 +5,8 @@
 //! `segment_id` (`inputs = ["asr", "segment"]`), or one table that has both (a
 //! `segment` node whose list file brought its own transcripts: `text_column`).
 //!
-//! Method `ctc` (`auto` picks it wherever espeak-ng speaks the segment's language):
+//! Method `ctc` (`auto` picks it wherever espeak-ng speaks the segment's language and
+//! the text maps onto the model's phonemes; `whisper` otherwise):
 //! the text is split into words as written, each word turned into IPA by espeak-ng and
 //! mapped onto the phoneme inventory of the CTC model (`speechmill_models::
 //! phoneme_ctc`), word boundaries (`<wb>`) between words, and the targets
@@ -17,9 +18,18 @@
 //! below where it does not, whatever the audio's clarity. Output per segment: `words` (list of `{word, start_s,
 //! end_s, score}` in the source's time, rounded to the millisecond), `align_score`,
 //! `unaligned_words` (words with no phoneme the model knows, left out of `words`) and
-//! `method`. Rejects: `no_text`, `no_phonemizer` (a language espeak-ng does not
-//! speak), `nothing_mappable`, `text_too_long` (more phonemes than the audio has
-//! frames), `bad_audio`.
+//! `method`.
+//!
+//! Method `whisper`: the text is fed to Whisper (param `whisper_model`, any language
+//! it knows) after the prompt of the segment's language instead of the tokens it
+//! would choose, and its words are timed by DTW over the alignment heads
+//! (`Whisper::align_texts`); a word's score and `align_score` are mean token
+//! log-probabilities. Every word is placed (`unaligned_words` 0).
+//!
+//! Rejects: `no_text`, `no_language`, `no_phonemizer` (a language espeak-ng does not
+//! speak, method `ctc`), `nothing_mappable`, `no_model_for_language` (Whisper does
+//! not know it), `text_too_long` (more phonemes or tokens than the audio has frames),
+//! `too_long_for_whisper` (over 30 s), `bad_audio`.
 
 use std::sync::Arc;
 
@@ -33,7 +43,9 @@ use datafusion::logical_expr::{
 use serde::{Deserialize, Serialize};
 use speechmill_models::ctc::{AlignError, forced_align, merge_tokens};
 use speechmill_models::phoneme_ctc::{self, FRAME_S, PhonemeCtc};
-use speechmill_models::{Device, ModelRef, SessionConfig};
+use speechmill_models::user_ctc::{self, CtcUnits, Units, UserCtc};
+use speechmill_models::whisper::{Precision, TextAlignment, Whisper};
+use speechmill_models::{Device, ModelRef, SessionConfig, SessionPool};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
 
@@ -45,9 +57,34 @@ use crate::with_audio::labels_with_audio;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `auto` or `ctc`.
+    /// `auto`, `ctc` or `whisper`.
     #[serde(default = "default_method")]
     pub method: String,
+    /// The Whisper model of method `whisper` (and of `auto` where CTC cannot align).
+    #[serde(default = "default_whisper_model")]
+    pub whisper_model: String,
+    /// `fp32` or `int8` (Whisper).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// A directory with a user's own CTC model (`model.onnx`, `vocab.json`) for
+    /// method `ctc` instead of the built-in phoneme model.
+    #[serde(default)]
+    pub ctc_model: Option<String>,
+    /// `characters` or `phonemes`: what the user model's symbols are.
+    #[serde(default = "default_ctc_units")]
+    pub ctc_units: String,
+    /// The user model's blank symbol.
+    #[serde(default = "default_ctc_blank")]
+    pub ctc_blank: String,
+    /// The user model's symbol between words (default `|` where it has one).
+    #[serde(default)]
+    pub ctc_word_delimiter: Option<String>,
+    /// Zero mean and unit variance before the user model (wav2vec2's `do_normalize`).
+    #[serde(default = "default_true")]
+    pub ctc_normalize: bool,
+    /// Seconds per output frame of the user model (default: read off its output).
+    #[serde(default)]
+    pub ctc_frame_s: Option<f64>,
     /// The column with the text to align (asr's `text`, or a list file's own).
     #[serde(default = "default_text_column")]
     pub text_column: String,
@@ -63,10 +100,31 @@ pub struct Params {
     /// ONNX Runtime threads per session (every partition has its own session).
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Segments per Whisper encoder call.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
 }
 
 fn default_method() -> String {
     "auto".into()
+}
+fn default_whisper_model() -> String {
+    "whisper-base".into()
+}
+fn default_precision() -> String {
+    "int8".into()
+}
+fn default_batch_size() -> usize {
+    4
+}
+fn default_ctc_units() -> String {
+    "characters".into()
+}
+fn default_ctc_blank() -> String {
+    "<pad>".into()
+}
+fn default_true() -> bool {
+    true
 }
 fn default_text_column() -> String {
     "text".into()
@@ -88,7 +146,32 @@ const SEGMENTS_PER_CALL: usize = 8;
 #[serde(deny_unknown_fields)]
 struct UdfConfig {
     params: Params,
-    model: ModelRef,
+    /// The phoneme CTC model (methods `auto`, `ctc`).
+    ctc: Option<ModelRef>,
+    /// The Whisper model (methods `auto`, `whisper`).
+    whisper: Option<ModelRef>,
+}
+
+/// How a node aligns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Method {
+    Auto,
+    Ctc,
+    Whisper,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Method::Auto),
+            "ctc" => Ok(Method::Ctc),
+            "whisper" => Ok(Method::Whisper),
+            other => Err(format!(
+                "parameter `method`: unknown method `{other}` (auto, ctc, whisper)"
+            )),
+        }
+    }
 }
 
 /// The `align` stage.
@@ -104,20 +187,23 @@ impl Stage for AlignStage {
         params: toml::Table,
     ) -> std::result::Result<Box<dyn ConfiguredStage>, String> {
         let params: Params = parse_params(params)?;
-        match params.method.as_str() {
-            "auto" | "ctc" => {}
-            "whisper" => {
-                return Err(
-                    "parameter `method`: `whisper` (teacher-forced Whisper alignment) is not \
-                     built yet; use `ctc` or `auto`"
-                        .into(),
-                );
-            }
-            other => {
-                return Err(format!(
-                    "parameter `method`: unknown method `{other}` (auto, ctc)"
-                ));
-            }
+        params.method.parse::<Method>()?;
+        params
+            .precision
+            .parse::<Precision>()
+            .map_err(|e| format!("parameter `precision`: {e}"))?;
+        if params.batch_size == 0 {
+            return Err("parameter `batch_size`: must be at least 1".into());
+        }
+        params
+            .ctc_units
+            .parse::<Units>()
+            .map_err(|e| format!("parameter `ctc_units`: {e}"))?;
+        if params
+            .ctc_frame_s
+            .is_some_and(|f| f <= 0.0 || !f.is_finite())
+        {
+            return Err("parameter `ctc_frame_s`: must be a positive number of seconds".into());
         }
         params
             .device
@@ -136,8 +222,37 @@ struct ConfiguredAlign {
 }
 
 impl ConfiguredAlign {
-    fn model(&self, cx: &StageContext) -> Result<ModelRef> {
-        phoneme_ctc::model_ref().map_err(|e| Error::node(&cx.node, e))
+    fn method(&self) -> Method {
+        self.params.method.parse().unwrap_or(Method::Auto)
+    }
+
+    /// The phoneme CTC model and the Whisper model this node's method uses.
+    fn models(&self, cx: &StageContext) -> Result<(Option<ModelRef>, Option<ModelRef>)> {
+        let method = self.method();
+        let ctc = if method == Method::Whisper {
+            None
+        } else {
+            let model = match &self.params.ctc_model {
+                Some(dir) => user_ctc::model_ref(dir)
+                    .map_err(|e| Error::node(&cx.node, format!("parameter `ctc_model`: {e}")))?,
+                None => phoneme_ctc::model_ref().map_err(|e| Error::node(&cx.node, e))?,
+            };
+            Some(model)
+        };
+        let whisper = if method == Method::Ctc {
+            None
+        } else {
+            let precision: Precision = self
+                .params
+                .precision
+                .parse()
+                .map_err(|e| Error::node(&cx.node, e))?;
+            Some(
+                Whisper::model_ref(&self.params.whisper_model, precision)
+                    .map_err(|e| Error::node(&cx.node, e))?,
+            )
+        };
+        Ok((ctc, whisper))
     }
 }
 
@@ -160,11 +275,15 @@ impl ConfiguredStage for ConfiguredAlign {
     }
 
     fn speed_only_params(&self) -> &'static [&'static str] {
-        &["device", "threads"]
+        &["device", "threads", "batch_size"]
     }
 
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
-        Ok(serde_json::json!({ "model": self.model(cx)?.sha256() }))
+        let (ctc, whisper) = self.models(cx)?;
+        Ok(serde_json::json!({
+            "model": ctc.map(|m| m.sha256()),
+            "whisper": whisper.map(|m| m.sha256()),
+        }))
     }
 
     fn batch_rows(&self) -> Option<usize> {
@@ -190,9 +309,17 @@ impl ConfiguredStage for ConfiguredAlign {
                 format!("CAST(NULL AS {kind})")
             }
         };
+        let (ctc, whisper) = self.models(cx)?;
+        if let (Some(model), Some(_)) = (&ctc, &self.params.ctc_model) {
+            // The vocabulary and the symbols the params name, checked before any row.
+            let path = model.path().map_err(|e| Error::node(&cx.node, e))?;
+            user_units(&self.params, &path)
+                .map_err(|e| Error::node(&cx.node, format!("parameter `ctc_model`: {e}")))?;
+        }
         let config = serde_json::to_string(&UdfConfig {
             params: self.params.clone(),
-            model: self.model(cx)?,
+            ctc,
+            whisper,
         })
         .map_err(|e| Error::node(&cx.node, e))?;
         let select = stage_output(&schema, &["audio"], "__align", &AlignUdf::fields());
@@ -269,36 +396,105 @@ pub struct Aligned {
     pub unaligned_words: usize,
 }
 
-/// Aligns `text` to `samples` with the phoneme CTC model: the reject reason when it
-/// cannot.
+/// The units of a user's CTC model as the params describe them.
+fn user_units(params: &Params, dir: &std::path::Path) -> std::result::Result<CtcUnits, String> {
+    let symbols =
+        user_ctc::read_vocabulary(&dir.join(user_ctc::VOCAB_FILE)).map_err(|e| e.to_string())?;
+    let delimiter = match &params.ctc_word_delimiter {
+        Some(d) => Some(d.clone()),
+        None => symbols.iter().any(|s| s == "|").then(|| "|".to_string()),
+    };
+    let units: Units = params.ctc_units.parse()?;
+    CtcUnits::from_vocabulary(symbols, units, &params.ctc_blank, delimiter.as_deref())
+}
+
+/// The CTC model of a UDF call: the built-in phoneme model or a user's.
+enum CtcAligner {
+    Builtin(Arc<SessionPool<PhonemeCtc>>),
+    User {
+        pool: Arc<SessionPool<UserCtc>>,
+        units: CtcUnits,
+        normalize: bool,
+        frame_s: Option<f64>,
+    },
+}
+
+impl CtcAligner {
+    fn load(
+        params: &Params,
+        model: &ModelRef,
+        session: &SessionConfig,
+    ) -> std::result::Result<Self, String> {
+        if params.ctc_model.is_none() {
+            return PhonemeCtc::pool(model, session)
+                .map(CtcAligner::Builtin)
+                .map_err(|e| e.to_string());
+        }
+        let pool =
+            SessionPool::shared(model, session, UserCtc::from_dir).map_err(|e| e.to_string())?;
+        Ok(CtcAligner::User {
+            units: user_units(params, pool.path())?,
+            pool,
+            normalize: params.ctc_normalize,
+            frame_s: params.ctc_frame_s,
+        })
+    }
+
+    /// One segment aligned, or its reject reason; a failing model is the error.
+    fn align(
+        &self,
+        samples: &[f32],
+        text: &str,
+        language: &str,
+    ) -> speechmill_models::Result<std::result::Result<Aligned, String>> {
+        match self {
+            CtcAligner::Builtin(pool) => pool.with(|m| {
+                let units = CtcUnits::Phonemes(Arc::clone(&m.inventory));
+                align_ctc(&units, text, language, || {
+                    let (emissions, frames) = m.emissions(samples).map_err(|e| e.to_string())?;
+                    Ok((emissions, frames, FRAME_S))
+                })
+            }),
+            CtcAligner::User {
+                pool,
+                units,
+                normalize,
+                frame_s,
+            } => pool.with(|m| {
+                align_ctc(units, text, language, || {
+                    m.emissions(samples, *normalize, *frame_s)
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        }
+    }
+}
+
+/// Aligns `text` with a CTC model's emissions (`emit`: log-probabilities frames ×
+/// vocabulary, the number of frames and seconds per frame, computed only once the
+/// text has targets): the reject reason when it cannot.
 pub fn align_ctc(
-    model: &PhonemeCtc,
-    samples: &[f32],
+    units: &CtcUnits,
     text: &str,
     language: &str,
+    emit: impl FnOnce() -> std::result::Result<(Vec<f32>, usize, f64), String>,
 ) -> std::result::Result<Aligned, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.is_empty() {
         return Err("no_text: the text is empty".into());
     }
-    let voice = phoneme_ctc::espeak_voice(language);
-    if !phoneme_ctc::espeak_knows(&voice) {
-        return Err(format!(
-            "no_phonemizer: espeak-ng has no voice for language `{language}`"
-        ));
-    }
-    let ipa = phoneme_ctc::phonemize(&words, &voice)?;
-    let inventory = &model.inventory;
+    let word_targets = units.words(&words, language)?;
     let mut targets: Vec<u32> = Vec::new();
     // Per aligned word: its index in `words` and its target positions.
     let mut placed: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-    for (i, word_ipa) in ipa.iter().enumerate() {
-        let (tokens, _) = inventory.tokens(word_ipa);
+    for (i, tokens) in word_targets.into_iter().enumerate() {
         if tokens.is_empty() {
             continue;
         }
-        if !targets.is_empty() {
-            targets.push(inventory.word_boundary);
+        if let Some(delimiter) = units.word_delimiter()
+            && !targets.is_empty()
+        {
+            targets.push(delimiter);
         }
         let start = targets.len();
         targets.extend(tokens);
@@ -306,18 +502,18 @@ pub fn align_ctc(
     }
     if targets.is_empty() {
         return Err(format!(
-            "nothing_mappable: no word has a phoneme the model knows ({} words, language {language})",
+            "nothing_mappable: no word has a symbol the model knows ({} words, language {language})",
             words.len()
         ));
     }
-    let (emissions, frames) = model.emissions(samples).map_err(|e| e.to_string())?;
-    let alignment = forced_align(&emissions, inventory.len(), &targets, inventory.blank).map_err(
-        |e| match e {
-            AlignError::TooShort { .. } => format!("text_too_long: {e}"),
-            other => format!("align_failed: {other}"),
-        },
-    )?;
-    let spans = merge_tokens(&alignment.labels, &alignment.scores, inventory.blank);
+    let (emissions, frames, frame_s) = emit()?;
+    let vocabulary = units.vocabulary();
+    let blank = units.blank();
+    let alignment = forced_align(&emissions, vocabulary, &targets, blank).map_err(|e| match e {
+        AlignError::TooShort { .. } => format!("text_too_long: {e}"),
+        other => format!("align_failed: {other}"),
+    })?;
+    let spans = merge_tokens(&alignment.labels, &alignment.scores, blank);
     if spans.len() != targets.len() {
         return Err(format!(
             "align_failed: {} spans for {} targets over {frames} frames",
@@ -329,7 +525,6 @@ pub fn align_ctc(
     // in the same frames. A transcript that fits reads like the model's own best
     // guess (near 0); one that does not is forced through unlikely labels. Unlike the
     // raw log-probability, this does not drift with how clear the audio is.
-    let vocabulary = inventory.len();
     let best_of = |t: usize| {
         emissions[t * vocabulary..(t + 1) * vocabulary]
             .iter()
@@ -348,8 +543,8 @@ pub fn align_ctc(
             }));
             AlignedWord {
                 word: words[*i].to_string(),
-                start_s: s[0].start as f64 * FRAME_S,
-                end_s: s[s.len() - 1].end as f64 * FRAME_S,
+                start_s: s[0].start as f64 * frame_s,
+                end_s: s[s.len() - 1].end as f64 * frame_s,
                 score: scores.iter().sum::<f64>() / scores.len() as f64,
             }
         })
@@ -359,6 +554,67 @@ pub fn align_ctc(
         align_score: all.iter().sum::<f64>() / all.len() as f64,
         words: aligned,
     })
+}
+
+/// One row's alignment and its method, or its reject reason.
+type Outcome = std::result::Result<(Aligned, &'static str), String>;
+
+/// A Whisper alignment as the stage writes it: every word of the text is placed.
+fn from_whisper(a: TextAlignment) -> Aligned {
+    Aligned {
+        words: a
+            .words
+            .into_iter()
+            .map(|w| AlignedWord {
+                word: w.word,
+                start_s: w.start,
+                end_s: w.end,
+                score: w.logprob,
+            })
+            .collect(),
+        align_score: a.avg_logprob,
+        unaligned_words: 0,
+    }
+}
+
+/// Frames of the silence test at word edges (10 ms).
+const EDGE_FRAME: usize = 160;
+
+/// Moves each word's start forward and end backward past 10 ms frames that are
+/// silent (30 dB below the segment's loud frames), never past each other. DTW over
+/// Whisper's attention hands a pause to the word after it; a spoken word does not
+/// begin or end in silence.
+fn trim_silent_edges(words: &mut [AlignedWord], samples: &[f32]) {
+    let rms: Vec<f32> = samples
+        .chunks(EDGE_FRAME)
+        .map(|f| (f.iter().map(|s| s * s).sum::<f32>() / f.len() as f32).sqrt())
+        .collect();
+    if rms.is_empty() {
+        return;
+    }
+    let mut sorted = rms.clone();
+    sorted.sort_by(f32::total_cmp);
+    let loud = sorted[(sorted.len() - 1) * 95 / 100];
+    let threshold = loud * 10f32.powf(-30.0 / 20.0);
+    if loud <= 0.0 {
+        return;
+    }
+    let frame_s = EDGE_FRAME as f64 / 16_000.0;
+    let silent = |f: usize| rms.get(f).is_none_or(|&r| r < threshold);
+    for w in words {
+        let mut first = (w.start_s / frame_s).floor() as usize;
+        let mut last = ((w.end_s / frame_s).ceil() as usize).saturating_sub(1);
+        while first < last && silent(first) {
+            first += 1;
+        }
+        while last > first && silent(last) {
+            last -= 1;
+        }
+        if first < last || !silent(first) {
+            w.start_s = w.start_s.max(first as f64 * frame_s);
+            w.end_s = w.end_s.min((last + 1) as f64 * frame_s).max(w.start_s);
+        }
+    }
 }
 
 fn millis(s: f64) -> f64 {
@@ -395,33 +651,86 @@ impl ScalarUDFImpl for AlignUdf {
             .device
             .parse()
             .map_err(|e| fail(format!("{e}")))?;
+        let method: Method = config.params.method.parse().map_err(fail)?;
         let session = SessionConfig::new(device, config.params.threads);
-        let pool = PhonemeCtc::pool(&config.model, &session).map_err(|e| fail(e.to_string()))?;
-        let mut outcomes: Vec<std::result::Result<Aligned, String>> = Vec::with_capacity(rows);
-        for i in 0..rows {
+        let ctc = match &config.ctc {
+            Some(model) if method != Method::Whisper => {
+                Some(CtcAligner::load(&config.params, model, &session).map_err(fail)?)
+            }
+            _ => None,
+        };
+        let mut outcomes: Vec<Outcome> = vec![Err(String::new()); rows];
+        // Rows for Whisper: (row, samples, text, language).
+        let mut for_whisper: Vec<(usize, Vec<f32>, String, String)> = Vec::new();
+        for (i, slot) in outcomes.iter_mut().enumerate() {
             let samples = pcm16((!audio.is_null(i)).then(|| audio.value(i)));
             let language = languages[i]
                 .clone()
                 .or_else(|| config.params.language.clone());
-            let outcome = match (samples, texts[i].as_deref(), language) {
+            *slot = match (samples, texts[i].as_deref(), language) {
                 (Err(reason), _, _) => Err(reason),
                 (_, None, _) => Err("no_text: the text is NULL".into()),
                 (_, _, None) => Err(format!(
                     "no_language: `{}` is NULL and param `language` is not set",
                     config.params.language_column
                 )),
-                (Ok(samples), Some(text), Some(language)) => pool
-                    .with(|m| align_ctc(m, &samples, text, &language))
-                    .map_err(|e| fail(e.to_string()))?,
+                (Ok(samples), Some(text), Some(language)) => match &ctc {
+                    Some(aligner) => {
+                        let aligned = aligner
+                            .align(&samples, text, &language)
+                            .map_err(|e| fail(e.to_string()))?;
+                        match aligned {
+                            // `auto`: what the phoneme model cannot read goes to Whisper.
+                            Err(reason)
+                                if method == Method::Auto
+                                    && (reason.starts_with("no_phonemizer")
+                                        || reason.starts_with("nothing_mappable")) =>
+                            {
+                                for_whisper.push((i, samples, text.to_string(), language));
+                                continue;
+                            }
+                            other => other.map(|a| (a, "ctc")),
+                        }
+                    }
+                    None => {
+                        for_whisper.push((i, samples, text.to_string(), language));
+                        continue;
+                    }
+                },
             };
-            outcomes.push(outcome);
+        }
+        if !for_whisper.is_empty() {
+            let model = config
+                .whisper
+                .as_ref()
+                .ok_or_else(|| fail("no Whisper model in the plan".into()))?;
+            let precision: Precision = config
+                .params
+                .precision
+                .parse()
+                .map_err(|e| fail(format!("{e}")))?;
+            let whisper = Whisper::shared_verified(model, precision, &session)
+                .map_err(|e| fail(e.to_string()))?;
+            let audio: Vec<&[f32]> = for_whisper.iter().map(|r| r.1.as_slice()).collect();
+            let texts: Vec<&str> = for_whisper.iter().map(|r| r.2.as_str()).collect();
+            let languages: Vec<&str> = for_whisper.iter().map(|r| r.3.as_str()).collect();
+            let aligned = whisper
+                .align_texts(&audio, &texts, &languages, config.params.batch_size)
+                .map_err(|e| fail(e.to_string()))?;
+            for ((i, samples, ..), a) in for_whisper.iter().zip(aligned) {
+                outcomes[*i] = a.map(|a| {
+                    let mut a = from_whisper(a);
+                    trim_silent_edges(&mut a.words, samples);
+                    (a, "whisper")
+                });
+            }
         }
         build_output(outcomes, starts)
     }
 }
 
 fn build_output(
-    outcomes: Vec<std::result::Result<Aligned, String>>,
+    outcomes: Vec<Outcome>,
     starts: &datafusion::arrow::array::Float64Array,
 ) -> DfResult<ColumnarValue> {
     let n = outcomes.len();
@@ -439,7 +748,7 @@ fn build_output(
             starts.value(i)
         };
         match outcome {
-            Ok(a) => {
+            Ok((a, by)) => {
                 words.push_row(Some(a.words.into_iter().map(|w| {
                     (
                         w.word,
@@ -450,7 +759,7 @@ fn build_output(
                 })));
                 score.push(Some(a.align_score));
                 unaligned.push(Some(a.unaligned_words as i32));
-                method.push(Some("ctc".to_string()));
+                method.push(Some(by.to_string()));
                 reason.push(None);
             }
             Err(r) => {
@@ -492,7 +801,39 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("device"), "{err}");
+        let err = AlignStage
+            .configure(toml::from_str("method = \"whisper\"\nprecision = \"fp8\"").unwrap())
+            .err()
+            .unwrap();
+        assert!(err.contains("precision"), "{err}");
         assert!(AlignStage.configure(toml::Table::new()).is_ok());
+        assert!(
+            AlignStage
+                .configure(toml::from_str("method = \"whisper\"").unwrap())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn silent_word_edges_are_trimmed_but_speech_is_kept() {
+        // 0.5 s silence, 0.3 s tone, 0.2 s silence.
+        let mut samples = vec![0f32; 8000];
+        samples.extend((0..4800).map(|i| (i as f32 * 0.1).sin() * 0.5));
+        samples.extend(vec![0f32; 3200]);
+        let word = |start_s, end_s| AlignedWord {
+            word: "w".into(),
+            start_s,
+            end_s,
+            score: 0.0,
+        };
+        let mut words = vec![word(0.1, 0.95), word(0.55, 0.7), word(0.85, 0.98)];
+        trim_silent_edges(&mut words, &samples);
+        assert!((words[0].start_s - 0.5).abs() < 1e-9, "{words:?}");
+        assert!((words[0].end_s - 0.8).abs() < 1e-9, "{words:?}");
+        // Inside the speech: unchanged.
+        assert_eq!((words[1].start_s, words[1].end_s), (0.55, 0.7));
+        // All silence: left as it was.
+        assert_eq!((words[2].start_s, words[2].end_s), (0.85, 0.98));
     }
 
     #[test]

@@ -928,7 +928,7 @@ impl Whisper {
     }
 
     /// Word timings from a teacher-forced pass over the prompt, the text and
-    /// `<|endoftext|>`.
+    /// `<|endoftext|>` (faster-whisper's `word_timestamps`, times to 10 ms).
     fn word_timestamps(
         &self,
         cross: &CrossKv,
@@ -937,6 +937,31 @@ impl Whisper {
         content_frames: usize,
         language: &str,
     ) -> Result<Vec<Word>> {
+        let forced = self.teacher_forced(cross, prompt, text_tokens, content_frames, language)?;
+        Ok(forced
+            .words
+            .into_iter()
+            .map(|(w, _)| Word {
+                word: w.word,
+                start: round2(w.start),
+                end: round2(w.end),
+                probability: w.probability,
+            })
+            .collect())
+    }
+
+    /// One teacher-forced decoder pass over the prompt, `text_tokens` and
+    /// `<|endoftext|>`: each text token's log-probability where it was predicted, and
+    /// the words (punctuation merged) with their times from DTW over the alignment
+    /// heads and the range of their tokens.
+    fn teacher_forced(
+        &self,
+        cross: &CrossKv,
+        prompt: &[u32],
+        text_tokens: &[u32],
+        content_frames: usize,
+        language: &str,
+    ) -> Result<Forced> {
         let c = self.config();
         let mut tokens: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
         tokens.extend(text_tokens.iter().map(|&t| t as i64));
@@ -945,19 +970,21 @@ impl Whisper {
         let out = self
             .sessions
             .decode(&tokens, &KvCache::empty(1), cross, true)?;
-        // Probability of each text token where it was predicted.
         let v = c.n_vocab;
         let first_text_row = prompt.len() - 1;
-        let token_probs: Vec<f64> = text_tokens
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| {
-                let at = (first_text_row + i) * v;
-                // faster-whisper's probabilities are over the text vocabulary.
-                let row = &out.logits[at..at + c.tokens.eot as usize];
-                softmax_prob(row, t as usize)
-            })
-            .collect();
+        let mut token_probs = Vec::with_capacity(text_tokens.len());
+        let mut token_logprobs = Vec::with_capacity(text_tokens.len());
+        for (i, &t) in text_tokens.iter().enumerate() {
+            let at = (first_text_row + i) * v;
+            // faster-whisper's word probabilities are over the text vocabulary; the
+            // alignment score is over everything the model could have said.
+            token_probs.push(softmax_prob(
+                &out.logits[at..at + c.tokens.eot as usize],
+                t as usize,
+            ));
+            let row = &out.logits[at..at + v];
+            token_logprobs.push(row[t as usize] as f64 - log_sum_exp(row));
+        }
         let heads = c.alignment_heads.len().max(1);
         let frames_total = out.alignment.len() / (heads * rows).max(1);
         let sot_sequence_len = prompt.len() - 1; // without <|notimestamps|>
@@ -986,16 +1013,178 @@ impl Whisper {
             });
         }
         text::merge_punctuations(&mut timed);
-        Ok(timed
+        // Merging keeps the tokens in order and contiguous: the ranges follow.
+        let mut at = 0usize;
+        let words = timed
             .into_iter()
-            .map(|w| Word {
-                word: w.word,
-                start: round2(w.start),
-                end: round2(w.end),
-                probability: w.probability,
+            .map(|w| {
+                let range = at..at + w.tokens;
+                at = range.end;
+                (w, range)
             })
+            .collect();
+        Ok(Forced {
+            words,
+            token_logprobs,
+        })
+    }
+
+    /// Places given texts in time on their audio: Whisper is fed each text after the
+    /// prompt of its language (teacher forcing) instead of choosing tokens, and the
+    /// words are timed by DTW over the alignment heads, as for word timestamps. The
+    /// score of a word is the mean log-probability of its tokens, that of a text the
+    /// mean over all its tokens. Segments are encoded `batch_size` at a time.
+    ///
+    /// Per segment: the alignment, or why it cannot be aligned (`reason: detail`):
+    /// `no_text`, `no_model_for_language`, `too_long_for_whisper` (audio over 30 s),
+    /// `text_too_long` (more tokens than the decoder's context or than the audio has
+    /// encoder frames). A failing model call is the error.
+    pub fn align_texts(
+        &self,
+        segments: &[&[f32]],
+        texts: &[&str],
+        languages: &[&str],
+        batch_size: usize,
+    ) -> Result<Vec<std::result::Result<TextAlignment, String>>> {
+        let n = segments.len();
+        if texts.len() != n || languages.len() != n {
+            return Err(ModelError::InvalidInput(format!(
+                "align_texts: {n} segments, {} texts, {} languages",
+                texts.len(),
+                languages.len()
+            )));
+        }
+        let mut out: Vec<Option<std::result::Result<TextAlignment, String>>> = vec![None; n];
+        let mut ready: Vec<(usize, Vec<u32>, Vec<u32>)> = Vec::new();
+        for i in 0..n {
+            match self.prepare_forced(segments[i], texts[i], languages[i]) {
+                Ok((prompt, tokens)) => ready.push((i, prompt, tokens)),
+                Err(reason) => out[i] = Some(Err(reason)),
+            }
+        }
+        for batch in ready.chunks(batch_size.max(1)) {
+            let audio: Vec<&[f32]> = batch.iter().map(|(i, _, _)| segments[*i]).collect();
+            let encoded = self.encode_batch(&audio)?;
+            for (row, (i, prompt, tokens)) in batch.iter().enumerate() {
+                let frames = encoded.content_frames[row];
+                // DTW gives a token at least one encoder frame (20 ms, two mel frames).
+                if tokens.len() > frames / 2 {
+                    out[*i] = Some(Err(format!(
+                        "text_too_long: {} tokens for {:.2} s of audio",
+                        tokens.len(),
+                        frames as f64 * HOP as f64 / SAMPLE_RATE as f64
+                    )));
+                    continue;
+                }
+                let selected;
+                let one = if encoded.cross.batch == 1 {
+                    &encoded.cross
+                } else {
+                    selected = self.sessions.select_cross(&encoded.cross, &[row]);
+                    &selected
+                };
+                let forced = self.teacher_forced(one, prompt, tokens, frames, languages[*i])?;
+                let logprobs = &forced.token_logprobs;
+                let mean = |r: std::ops::Range<usize>| {
+                    let s = &logprobs[r];
+                    s.iter().sum::<f64>() / s.len().max(1) as f64
+                };
+                out[*i] = Some(Ok(TextAlignment {
+                    avg_logprob: mean(0..logprobs.len()),
+                    tokens: tokens.len(),
+                    words: forced
+                        .words
+                        .into_iter()
+                        .map(|(w, range)| AlignedWord {
+                            word: w.word.trim().to_string(),
+                            start: w.start,
+                            end: w.end,
+                            logprob: mean(range),
+                        })
+                        .collect(),
+                }));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err("align_failed: not aligned".into())))
             .collect())
     }
+
+    /// The prompt and text tokens of one text to align, or why it cannot be.
+    fn prepare_forced(
+        &self,
+        samples: &[f32],
+        text: &str,
+        language: &str,
+    ) -> std::result::Result<(Vec<u32>, Vec<u32>), String> {
+        let c = self.config();
+        if samples.len() > WINDOW_SAMPLES {
+            return Err(format!(
+                "too_long_for_whisper: {:.1} s of audio; Whisper aligns at most 30 s",
+                samples.len() as f64 / SAMPLE_RATE as f64
+            ));
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("no_text: the text is empty".into());
+        }
+        let language_token = if c.multilingual {
+            Some(c.language_token(language).ok_or_else(|| {
+                format!(
+                    "no_model_for_language: {} does not know language `{language}`",
+                    self.id
+                )
+            })?)
+        } else if language == "en" {
+            None
+        } else {
+            return Err(format!(
+                "no_model_for_language: {} is English-only (language `{language}`)",
+                self.id
+            ));
+        };
+        let prompt = self.prompt(language_token);
+        let tokens = self
+            .tokenizer
+            .encode(&format!(" {text}"))
+            .map_err(|e| format!("align_failed: {e}"))?;
+        if prompt.len() + tokens.len() + 1 > c.n_text_ctx {
+            return Err(format!(
+                "text_too_long: {} tokens; the decoder's context holds {}",
+                tokens.len(),
+                c.n_text_ctx - prompt.len() - 1
+            ));
+        }
+        Ok((prompt, tokens))
+    }
+}
+
+/// A teacher-forced pass: words with their token ranges, and per-token log-probabilities.
+struct Forced {
+    words: Vec<(TimedWord, std::ops::Range<usize>)>,
+    token_logprobs: Vec<f64>,
+}
+
+/// A word of a given text placed in time, seconds from the start of the segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlignedWord {
+    /// As the text writes it (Whisper's leading space removed; punctuation attached).
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    /// Mean log-probability of the word's tokens.
+    pub logprob: f64,
+}
+
+/// A given text placed in time on its segment by [`Whisper::align_texts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextAlignment {
+    pub words: Vec<AlignedWord>,
+    /// Mean log-probability per text token.
+    pub avg_logprob: f64,
+    /// Text tokens.
+    pub tokens: usize,
 }
 
 fn round2(x: f64) -> f64 {

@@ -46,6 +46,15 @@ impl WhisperTokenizer {
         self.inner.decode(&text, false).unwrap_or_default()
     }
 
+    /// Text tokens of `text` (no special tokens), as Whisper reads a transcript it is
+    /// given: the text is expected to start with a space, like decoded text does.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::InvalidInput(format!("tokenizer: {e}")))
+    }
+
     /// Text of any tokens, special ones included as their names.
     fn decode_all(&self, tokens: &[u32]) -> String {
         self.inner.decode(tokens, false).unwrap_or_default()
