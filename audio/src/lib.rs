@@ -62,7 +62,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::{DecodeError, REASON_CODES};
-pub use resample::TARGET_RATE;
+pub use resample::{TARGET_RATE, resample_to_16k};
 
 use decode::{CountingSink, ResamplingSink, decode_stream};
 

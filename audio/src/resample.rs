@@ -244,6 +244,21 @@ impl To16k {
     }
 }
 
+/// Resamples a whole mono buffer at `rate` to 16 kHz: `round(n * 16000 / rate)` samples,
+/// aligned with the input (the streaming resampler of the decoder, fed at once and
+/// flushed). A rate outside 1 kHz..=768 kHz is an `unsupported_format` error.
+pub fn resample_to_16k(samples: &[f32], rate: u32) -> Result<Vec<f32>, DecodeError> {
+    let mut resampler = To16k::new(rate)?;
+    let mut out = Vec::with_capacity(frames_at_16k(samples.len() as u64, rate) as usize);
+    let mut sink = |chunk: &[f32]| {
+        out.extend_from_slice(chunk);
+        Ok(())
+    };
+    resampler.push(samples, &mut sink)?;
+    resampler.finish(&mut sink)?;
+    Ok(out)
+}
+
 fn gcd(mut a: usize, mut b: usize) -> usize {
     while b != 0 {
         (a, b) = (b, a % b);
@@ -337,6 +352,29 @@ mod tests {
         let out = resample_all(48_000, &input, 4096);
         let rms = (out[800..15_200].iter().map(|x| x * x).sum::<f32>() / 14_400.0).sqrt();
         assert!(rms < 1e-3, "aliased energy {rms}");
+    }
+
+    #[test]
+    fn a_whole_buffer_resamples_to_the_same_tone() {
+        let input = sine(22_050, 440.0, 22_050 + 1234);
+        let out = resample_to_16k(&input, 22_050).unwrap();
+        assert_eq!(
+            out.len(),
+            ((22_050 + 1234) as f64 * 16_000.0 / 22_050.0).round() as usize
+        );
+        let expected = sine(TARGET_RATE, 440.0, out.len());
+        let err = out[800..out.len() - 800]
+            .iter()
+            .zip(&expected[800..expected.len() - 800])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 0.01, "max error {err}");
+        assert_eq!(
+            resample_to_16k(&input[..100], 16_000).unwrap(),
+            &input[..100]
+        );
+        assert!(resample_to_16k(&[], 22_050).unwrap().is_empty());
+        assert!(resample_to_16k(&input, 10).is_err());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub mod inventory;
 pub mod phoneme_ctc;
 pub mod runtime;
 pub mod speaker;
+pub mod tts;
+pub mod units;
 pub mod user_ctc;
 pub mod vad;
 pub mod whisper;
@@ -69,3 +71,4 @@ pub use vad::{CHUNK, CONTEXT, SAMPLE_RATE, SileroVad, VadStream};
 
 /// The `ort` crate this crate builds on (same version for callers that build sessions).
 pub use ort;
+pub use tokenizers;

@@ -13,12 +13,17 @@ mod blob;
 pub mod columns;
 pub mod decode;
 pub mod filter;
+pub mod fit_units;
 pub mod ingest;
+pub mod interleave;
 pub mod quality;
 pub mod resegment;
 pub mod segment;
 pub mod shard;
 pub mod text_functions;
+pub mod textspan;
+pub mod tokenize;
+pub mod tts;
 mod udf;
 mod with_audio;
 
@@ -41,6 +46,12 @@ pub fn builtin_registry() -> StageRegistry {
     registry.register(Arc::new(quality::QualityStage));
     registry.register(Arc::new(filter::FilterStage));
     registry.register(Arc::new(shard::ShardStage));
+    registry.register(Arc::new(textspan::TextspanStage));
+    registry.register(Arc::new(tts::TtsStage));
+    registry.register(Arc::new(fit_units::FitUnitsStage));
+    registry.register(Arc::new(tokenize::TokenizeStage));
+    registry.register(Arc::new(interleave::InterleaveStage));
+    registry.register(Arc::new(shard::tokens::TokenShardStage));
     for function in text_functions::udfs() {
         registry.register_function(function);
     }

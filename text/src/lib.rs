@@ -15,8 +15,10 @@ pub mod lang;
 pub mod normalize;
 mod numbers;
 pub mod rate;
+pub mod spans;
 
 pub use distance::{cer, cer_normalized, edit_distance, wer, wer_normalized};
 pub use lang::text_lang;
 pub use normalize::normalize_text;
 pub use rate::chars_per_sec;
+pub use spans::{normalize_for_speech, sentences, spoken_spans};

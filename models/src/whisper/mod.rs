@@ -379,6 +379,36 @@ impl Whisper {
         Ok(out)
     }
 
+    /// Frame features of 16 kHz audio of any length at 50 Hz (one per encoder frame,
+    /// 20 ms), `dim` = the model's width each: the keys the last decoder layer's
+    /// cross-attention reads, a linear map of the encoder's final states (the
+    /// converted graph's encoder ends there). Audio is encoded in 30 s windows; frames
+    /// past each window's audio are dropped. Returns frames × dim (row-major) and dim.
+    pub fn encoder_frames(&self, samples: &[f32]) -> Result<(Vec<f32>, usize)> {
+        let c = self.config();
+        let (heads, dh, s) = (c.n_heads, c.head_dim(), c.n_audio_ctx);
+        let dim = heads * dh;
+        let mut out = Vec::new();
+        let windows: Vec<&[f32]> = samples.chunks(WINDOW_SAMPLES).collect();
+        for batch in windows.chunks(4) {
+            let encoded = self.encode_batch(batch)?;
+            let w = encoded.cross.batch;
+            let layer = w * heads * s * dh;
+            let last = &encoded.cross.k[(c.n_dec_layers - 1) * layer..c.n_dec_layers * layer];
+            for (i, &mel_frames) in encoded.content_frames.iter().enumerate() {
+                let frames = mel_frames.div_ceil(2).min(s);
+                let window = &last[i * heads * s * dh..(i + 1) * heads * s * dh];
+                for f in 0..frames {
+                    for h in 0..heads {
+                        let at = (h * s + f) * dh;
+                        out.extend_from_slice(&window[at..at + dh]);
+                    }
+                }
+            }
+        }
+        Ok((out, dim))
+    }
+
     /// Log-mel features and encoder output of a batch of segments.
     fn encode_batch(&self, segments: &[&[f32]]) -> Result<Encoded> {
         let c = self.config();

@@ -19,7 +19,7 @@
 //! named `__sm_…`, so no metadata column can shadow them.
 
 mod fetch;
-mod sources;
+pub(crate) mod sources;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub struct Params {
 }
 
 /// A parameter that takes one string or a list of strings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

@@ -179,7 +179,7 @@ async fn head_http_sources(rows: &mut [SourceRow], config: &FetchConfig) {
 }
 
 /// A glob, a file or a directory (all files below it), sorted.
-fn expand_local(entry: &str) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand_local(entry: &str) -> Result<Vec<PathBuf>, String> {
     let path = Path::new(entry);
     if path.is_dir() {
         let pattern = format!("{}/**/*", entry.trim_end_matches('/'));

@@ -28,6 +28,8 @@
 //! `.tar`/`.parquet`) and `key`, and the manifest's `manifest_sha256`.
 
 mod files;
+pub mod megatron;
+pub mod tokens;
 
 /// FLAC of segment audio (16 kHz mono PCM16), for anything that embeds it.
 pub use files::{SAMPLE_RATE, flac};
