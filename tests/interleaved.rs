@@ -1,0 +1,303 @@
+//! Synthetic interleaved speech-text data: dags/interleaved.toml on its corpus in five
+//! languages — speech that Whisper reads back, Megatron shards that an independent
+//! numpy reader (tests/peers/megatron_reader.py) and Python `tokenizers` read back to
+//! the text that was not spoken, and units that are reproducible, reused and refit.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn corpus() -> String {
+    repo_root()
+        .join("dags/data/interleaved-corpus.jsonl")
+        .display()
+        .to_string()
+}
+
+/// Runs dags/interleaved.toml into `store`, its shards into `<dir>/<store>-shards`,
+/// with `extra` `--set`s; the run's output.
+fn run_interleaved(dir: &Path, store: &str, extra: &[&str]) -> String {
+    let dag = repo_root().join("dags/interleaved.toml");
+    let mut cmd = speechmill(dir);
+    cmd.args(["run", dag.to_str().unwrap(), "--store", store])
+        .args(["--set", &format!("textspan.paths=[\"{}\"]", corpus())])
+        .args([
+            "--set",
+            &format!(
+                "shard.out=\"{}\"",
+                dir.join(format!("{store}-shards")).display()
+            ),
+        ]);
+    for s in extra {
+        cmd.args(["--set", s]);
+    }
+    ok(&mut cmd)
+}
+
+/// The status (`ran` / `cached`) of `node` in a run's output table.
+fn status(out: &str, node: &str) -> String {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_else(|| panic!("no row for {node} in:\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn spoken_spans_in_five_languages_are_read_back_by_whisper() {
+    let dir = tempfile::tempdir().unwrap();
+    let dag = write_dag(
+        dir.path(),
+        "roundtrip.toml",
+        &format!(
+            r#"[nodes.textspan]
+stage = "textspan"
+params = {{ paths = ["{}"], eta = 0.5 }}
+
+[nodes.tts]
+stage = "tts"
+inputs = ["textspan"]
+params = {{ noise_scale = 0.0, noise_w = 0.0 }}
+
+[nodes.asr]
+stage = "asr"
+inputs = ["tts"]
+params = {{ model = "whisper-base", precision = "int8", beam_size = 5 }}
+"#,
+            corpus()
+        ),
+    );
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    let rows = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT t.language, t.backend, count(*), avg(wer(t.text, a.text)), avg(cer(t.text, a.text)) \
+         FROM tts t JOIN asr a ON t.span_id = a.span_id GROUP BY 1, 2 ORDER BY 1",
+    );
+    let mut by_language = BTreeMap::new();
+    for row in &rows[1..] {
+        let f: Vec<&str> = row.split(',').collect();
+        let (wer, cer): (f64, f64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+        eprintln!(
+            "round trip {} ({}, {} spans): WER {wer:.3}, CER {cer:.3}",
+            f[0], f[1], f[2]
+        );
+        by_language.insert(f[0].to_string(), (f[1].to_string(), wer, cer));
+    }
+    assert_eq!(
+        by_language.keys().cloned().collect::<Vec<_>>(),
+        ["de", "en", "es", "fr", "it"],
+        "{rows:?}"
+    );
+    // Piper's neural English reads back nearly word for word; espeak-ng's formant
+    // voices are harder for Whisper base, but far from noise (CER ~1).
+    let (backend, wer, _) = &by_language["en"];
+    assert_eq!(backend, "piper");
+    assert!(*wer <= 0.2, "English WER {wer}");
+    for language in ["de", "es", "fr", "it"] {
+        let (backend, _, cer) = &by_language[language];
+        assert_eq!(backend, "espeak");
+        assert!(*cer <= 0.75, "{language} CER {cer}");
+    }
+}
+
+#[test]
+fn token_shards_read_back_to_the_unspoken_text_and_units_are_reproducible() {
+    let Some(python) = peers_python("Megatron reader") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_interleaved(dir.path(), "a", &[]);
+    let shards = dir.path().join("a-shards");
+    let files = [
+        "interleaved.bin",
+        "interleaved.idx",
+        "interleaved.parquet",
+        "preview.jsonl",
+        "manifest.json",
+    ];
+    let first: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(shards.join(f)).unwrap())
+        .collect();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shards.join("manifest.json")).unwrap())
+            .unwrap();
+    for key in [
+        "text_vocab_size",
+        "speech_offset",
+        "speech_vocab_size",
+        "documents",
+        "tokens_text",
+        "tokens_speech",
+    ] {
+        assert!(manifest[key].is_number(), "manifest.{key}: {manifest}");
+    }
+    assert_eq!(manifest["documents"], 10);
+    let (bos, eos) = (
+        manifest["bos_speech"].as_u64().unwrap(),
+        manifest["eos_speech"].as_u64().unwrap(),
+    );
+    let offset = manifest["speech_offset"].as_u64().unwrap();
+    assert_eq!(offset, manifest["text_vocab_size"].as_u64().unwrap());
+
+    // The independent reader: documents → sequences → tokens.
+    let read = ok(Command::new(&python)
+        .arg(repo_root().join("tests/peers/megatron_reader.py"))
+        .arg(shards.join("interleaved")));
+    let read: serde_json::Value = serde_json::from_str(read.trim()).unwrap();
+    assert_eq!(read["dtype_code"], 8, "uint16: the vocabulary fits");
+    let documents = read["documents"].as_array().unwrap();
+    assert_eq!(documents.len(), 10);
+    // Sequence lengths as interleave wrote them, documents by id.
+    let lengths: Vec<String> = sql_csv(
+        dir.path(),
+        "a",
+        "SELECT n_tokens FROM interleave ORDER BY doc_id, seq_index",
+    )[1..]
+        .to_vec();
+    let read_lengths: Vec<String> = documents
+        .iter()
+        .flat_map(|d| {
+            d.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_array().unwrap().len().to_string())
+        })
+        .collect();
+    assert_eq!(read_lengths, lengths);
+
+    // Per document: the text tokens (everything outside <bos_speech> … <eos_speech>)
+    // decode with Python `tokenizers` to the spans that were not spoken.
+    let doc_ids: Vec<String> = sql_csv(
+        dir.path(),
+        "a",
+        "SELECT DISTINCT doc_id FROM interleave ORDER BY doc_id",
+    )[1..]
+        .to_vec();
+    let mut text_runs = Vec::new();
+    let mut speech_spans = 0;
+    for doc in documents {
+        let mut text = Vec::new();
+        let mut inside = false;
+        for seq in doc.as_array().unwrap() {
+            for t in seq.as_array().unwrap() {
+                let t = t.as_u64().unwrap();
+                if t == bos {
+                    assert!(!inside);
+                    inside = true;
+                    speech_spans += 1;
+                } else if t == eos {
+                    assert!(inside);
+                    inside = false;
+                } else if inside {
+                    assert!(t >= offset && t < bos, "speech id {t}");
+                } else {
+                    assert!(t < offset, "text id {t}");
+                    text.push(t);
+                }
+            }
+        }
+        text_runs.push(text);
+    }
+    let tokenizer = cache_dir().join("models/whisper-base/tokenizer.json");
+    let decoded = ok_with_stdin(
+        Command::new(&python)
+            .arg("-c")
+            .arg(
+                "import json, sys\nfrom tokenizers import Tokenizer\n\
+             t = Tokenizer.from_file(sys.argv[1])\n\
+             print(json.dumps([t.decode(ids) for ids in json.loads(sys.stdin.read())]))",
+            )
+            .arg(&tokenizer),
+        &serde_json::to_vec(&text_runs).unwrap(),
+    );
+    let decoded: Vec<String> = serde_json::from_str(decoded.trim()).unwrap();
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (doc, got) in doc_ids.iter().zip(&decoded) {
+        let unspoken = sql_csv(
+            dir.path(),
+            "a",
+            &format!(
+                "SELECT text FROM textspan WHERE doc_id = '{doc}' AND NOT speak ORDER BY span_index"
+            ),
+        );
+        let want: Vec<String> = unspoken[1..]
+            .iter()
+            .map(|s| s.trim_matches('"').to_string())
+            .collect();
+        assert_eq!(squash(got), squash(&want.join(" ")), "{doc}");
+    }
+    let spoken = sql_csv(dir.path(), "a", "SELECT count(*) FROM tts")[1]
+        .parse::<usize>()
+        .unwrap();
+    assert_eq!(speech_spans, spoken);
+
+    // Units: different sentences give different units.
+    let units = sql_csv(
+        dir.path(),
+        "a",
+        "SELECT array_to_string(tokens, ' ') FROM tokenize WHERE modality = 'speech' ORDER BY span_id",
+    )[1..]
+        .to_vec();
+    let distinct: std::collections::BTreeSet<&String> = units.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        units.len(),
+        "two spoken sentences with the same units"
+    );
+
+    // The codebook is reused by a rerun and refit when k changes.
+    let again = run_interleaved(dir.path(), "a", &[]);
+    assert_eq!(status(&again, "fit_units"), "cached", "{again}");
+    let sha = |store: &str| {
+        sql_csv(dir.path(), store, "SELECT codebook_sha256 FROM fit_units")[1].clone()
+    };
+    let before = sha("a");
+    let refit = run_interleaved(dir.path(), "a", &["fit_units.k=32"]);
+    assert_eq!(status(&refit, "fit_units"), "ran", "{refit}");
+    assert_eq!(status(&refit, "tokenize"), "ran", "{refit}");
+    assert_ne!(sha("a"), before);
+    assert_eq!(sql_csv(dir.path(), "a", "SELECT k FROM fit_units")[1], "32");
+
+    // The same audio gives the same units, and a fresh store the same shards.
+    run_interleaved(dir.path(), "b", &[]);
+    assert_eq!(sha("b"), before);
+    let b_units = sql_csv(
+        dir.path(),
+        "b",
+        "SELECT array_to_string(tokens, ' ') FROM tokenize WHERE modality = 'speech' ORDER BY span_id",
+    )[1..]
+        .to_vec();
+    assert_eq!(b_units, units);
+    for (file, bytes) in files.iter().zip(&first) {
+        assert_eq!(
+            &std::fs::read(dir.path().join("b-shards").join(file)).unwrap(),
+            bytes,
+            "{file} differs between two fresh runs"
+        );
+    }
+}
+
+/// Runs `cmd` with `input` on its stdin: its stdout, or a panic with its stderr.
+fn ok_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
