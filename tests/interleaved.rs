@@ -301,3 +301,78 @@ fn ok_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// textspan reads JSONL and plain text from an S3 prefix (the moto server) and
+/// Parquet from a local file, with the same spans whatever the format.
+#[test]
+fn textspan_reads_jsonl_and_text_from_s3_and_parquet_locally() {
+    let Some(python) = peers_python("Parquet corpus (pyarrow)") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let moto = start_moto();
+    create_bucket(moto.port, "corpora");
+    let jsonl = "{\"id\": \"a\", \"text\": \"First one. Second one.\", \"language\": \"en\"}\n\
+                 {\"id\": 2, \"text\": \"Der Zug kommt. Wir warten.\", \"language\": \"de\"}\n\
+                 not json\n";
+    put_object(moto.port, "corpora", "text/part-1.jsonl", jsonl.as_bytes());
+    put_object(
+        moto.port,
+        "corpora",
+        "text/notes.txt",
+        "The library opens at nine every morning. It closes at six in the evening, except on Sundays.".as_bytes(),
+    );
+    put_object(moto.port, "corpora", "text/skip.csv", b"id,text\n");
+    let parquet = dir.path().join("more.parquet");
+    ok(Command::new(&python).arg("-c").arg(format!(
+        "import pyarrow as pa, pyarrow.parquet as pq\n\
+         pq.write_table(pa.table({{'id': ['p1'], 'text': ['El tren sale. Llega tarde.'], 'language': ['es']}}), '{}')",
+        parquet.display()
+    )));
+    let dag = write_dag(
+        dir.path(),
+        "spans.toml",
+        &format!(
+            "[nodes.textspan]\nstage = \"textspan\"\nparams = {{ paths = [\"s3://corpora/text/\", \"{}\"], eta = 0.5 }}\n",
+            parquet.display()
+        ),
+    );
+    ok(s3_env(&mut speechmill(dir.path()), moto.port).args([
+        "run",
+        dag.to_str().unwrap(),
+        "--store",
+        "store",
+    ]));
+    let spans = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT span_id, language, text FROM textspan ORDER BY span_id",
+    );
+    assert_eq!(
+        spans[1..],
+        [
+            "2.0,de,Der Zug kommt.",
+            "2.1,de,Wir warten.",
+            "a.0,en,First one.",
+            "a.1,en,Second one.",
+            "notes.txt.0,en,The library opens at nine every morning.",
+            "notes.txt.1,en,\"It closes at six in the evening, except on Sundays.\"",
+            "p1.0,es,El tren sale.",
+            "p1.1,es,Llega tarde.",
+        ],
+        "{spans:?}"
+    );
+    let rejects = sql_csv(dir.path(), "store", "SELECT reason FROM textspan_rejects");
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert!(
+        rejects[1].contains("bad_line")
+            && rejects[1].contains("s3://corpora/text/part-1.jsonl line 3"),
+        "{rejects:?}"
+    );
+    let spoken = sql_csv(
+        dir.path(),
+        "store",
+        "SELECT doc_id, count(*) FROM textspan WHERE speak GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(spoken[1..], ["2,1", "a,1", "notes.txt,1", "p1,1"]);
+}

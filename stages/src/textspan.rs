@@ -2,7 +2,9 @@
 //! data out. No inputs; param `paths` names the documents: JSONL (one object per
 //! line, `id` and `text`, optional `language`), Parquet (columns `id`, `text`,
 //! optional `language`) or plain text (`.txt`: one document per file, its id the
-//! file's name), as local files, folders or globs.
+//! file's name), as local files, folders or globs, or `s3://bucket/prefix` (every
+//! object under it with one of those extensions; a `*` glob in the last part
+//! filters the names).
 //!
 //! Per document: the text normalised for reading aloud
 //! ([`speechmill_text::normalize_for_speech`]: NFKC, whitespace, numbers spelt where
@@ -19,7 +21,7 @@
 //! and none given).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -35,8 +37,11 @@ use speechmill_pipeline::stage::{
 use speechmill_pipeline::{Error, Result};
 
 use crate::ingest::OneOrMany;
+use crate::ingest::fetch::{s3_key_path, split_s3_uri};
 use crate::ingest::sources::expand_local;
 use crate::udf::string_array;
+use speechmill_pipeline::error::one_line;
+use speechmill_pipeline::store::s3_builder;
 
 /// `textspan` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -50,7 +55,8 @@ pub struct Params {
     /// Seed of the choice of spoken sentences.
     #[serde(default)]
     pub seed: u64,
-    /// The language where a document gives none and detection fails.
+    /// The language where a document gives none and whatlang detects none, or with
+    /// less than 0.5 confidence.
     #[serde(default)]
     pub language: Option<String>,
 }
@@ -90,25 +96,135 @@ struct ConfiguredTextspan {
     params: Params,
 }
 
+/// A file of the corpus: where it is and what identifies its version.
+#[derive(Clone, Debug, PartialEq)]
+struct TextFile {
+    /// The local path or `s3://bucket/key`.
+    name: String,
+    /// Size and modification time (local) or size and ETag (S3).
+    version: String,
+}
+
+/// Name endings read as corpora.
+const EXTENSIONS: [&str; 6] = ["jsonl", "ndjson", "json", "parquet", "txt", "text"];
+
+fn extension(name: &str) -> String {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
 impl ConfiguredTextspan {
     /// Every file `paths` names, in order, each once.
-    fn files(&self) -> std::result::Result<Vec<PathBuf>, String> {
+    async fn files(&self) -> std::result::Result<Vec<TextFile>, String> {
         let mut seen = HashSet::new();
         let mut files = Vec::new();
         for entry in self.params.paths.to_vec() {
-            if entry.contains("://") {
+            let found = if entry.starts_with("s3://") {
+                s3_files(&entry).await?
+            } else if entry.contains("://") {
                 return Err(format!(
-                    "paths: `{entry}`: textspan reads local files, folders and globs"
+                    "paths: `{entry}`: unsupported scheme (local paths and globs, or s3://bucket/prefix)"
                 ));
-            }
-            for f in expand_local(&entry)? {
-                if seen.insert(f.clone()) {
+            } else {
+                expand_local(&entry)?
+                    .into_iter()
+                    .map(|f| {
+                        let meta = std::fs::metadata(&f).ok();
+                        let modified = meta
+                            .as_ref()
+                            .and_then(|m| m.modified().ok())
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| d.as_nanos())
+                            .unwrap_or_default();
+                        TextFile {
+                            name: f.display().to_string(),
+                            version: format!("{}:{modified}", meta.map_or(0, |m| m.len())),
+                        }
+                    })
+                    .collect()
+            };
+            for f in found {
+                if seen.insert(f.name.clone()) {
                     files.push(f);
                 }
             }
         }
         Ok(files)
     }
+}
+
+/// The corpus objects under an `s3://bucket/prefix` (a `*` in its last part globs).
+async fn s3_files(entry: &str) -> std::result::Result<Vec<TextFile>, String> {
+    use futures::TryStreamExt;
+    let (bucket, key) = split_s3_uri(entry).map_err(|e| format!("paths: `{entry}`: {e}"))?;
+    let (prefix, pattern) = match key.rsplit_once('/') {
+        Some((dir, last)) if last.contains(['*', '?', '[']) => {
+            (dir.to_string(), Some(last.to_string()))
+        }
+        None if key.contains(['*', '?', '[']) => (String::new(), Some(key.clone())),
+        _ => (key.clone(), None),
+    };
+    let pattern = pattern
+        .map(|p| glob::Pattern::new(&p).map_err(|e| format!("paths: `{entry}`: bad glob: {e}")))
+        .transpose()?;
+    let store = s3_builder(&bucket).build().map_err(|e| {
+        format!(
+            "paths: `{entry}`: cannot configure S3: {}",
+            one_line(&e.to_string())
+        )
+    })?;
+    let prefix_path = s3_key_path(&prefix).map_err(|e| format!("paths: `{entry}`: {e}"))?;
+    let listing: Vec<_> = object_store::ObjectStore::list(&store, Some(&prefix_path))
+        .try_collect()
+        .await
+        .map_err(|e| {
+            format!(
+                "paths: `{entry}`: cannot list: {}",
+                one_line(&e.to_string())
+            )
+        })?;
+    let mut files: Vec<TextFile> = listing
+        .into_iter()
+        .filter(|m| EXTENSIONS.contains(&extension(m.location.as_ref()).as_str()))
+        .filter(|m| {
+            pattern
+                .as_ref()
+                .is_none_or(|p| m.location.filename().is_some_and(|f| p.matches(f)))
+        })
+        .map(|m| TextFile {
+            name: format!("s3://{bucket}/{}", m.location),
+            version: format!("{}:{}", m.size, m.e_tag.unwrap_or_default()),
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(format!(
+            "paths: `{entry}` holds no .jsonl, .parquet or .txt object"
+        ));
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// A file's bytes, local or from S3.
+async fn read_bytes(name: &str) -> std::result::Result<Vec<u8>, String> {
+    if !name.starts_with("s3://") {
+        return std::fs::read(name).map_err(|e| format!("{name}: {e}"));
+    }
+    let (bucket, key) = split_s3_uri(name)?;
+    let store = s3_builder(&bucket)
+        .build()
+        .map_err(|e| format!("{name}: cannot configure S3: {}", one_line(&e.to_string())))?;
+    let path = s3_key_path(&key)?;
+    let got = object_store::ObjectStoreExt::get(&store, &path)
+        .await
+        .map_err(|e| format!("{name}: {}", one_line(&e.to_string())))?;
+    got.bytes()
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| format!("{name}: {}", one_line(&e.to_string())))
 }
 
 #[async_trait::async_trait]
@@ -129,29 +245,26 @@ impl ConfiguredStage for ConfiguredTextspan {
         serde_json::to_value(&self.params).unwrap_or_default()
     }
 
-    /// Each file's path, size and modification time: an edited corpus reruns.
+    /// Each file's name and version (size and mtime, or size and ETag): an edited
+    /// corpus reruns.
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
-        let files = self.files().map_err(|e| Error::node(&cx.node, e))?;
+        let files = self.files().await.map_err(|e| Error::node(&cx.node, e))?;
         let listing: Vec<serde_json::Value> = files
             .iter()
-            .map(|f| {
-                let meta = std::fs::metadata(f).ok();
-                let modified = meta
-                    .as_ref()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos().to_string());
-                serde_json::json!([f.display().to_string(), meta.map(|m| m.len()), modified])
-            })
+            .map(|f| serde_json::json!([f.name, f.version]))
             .collect();
         Ok(serde_json::json!({ "files": listing }))
     }
 
     async fn plan(&self, cx: &StageContext, _inputs: Vec<DataFrame>) -> Result<DataFrame> {
-        let files = self.files().map_err(|e| Error::node(&cx.node, e))?;
+        let files = self.files().await.map_err(|e| Error::node(&cx.node, e))?;
         let mut documents = Vec::new();
         for file in &files {
-            documents.extend(read_documents(file).map_err(|e| Error::node(&cx.node, e))?);
+            let bytes = read_bytes(&file.name)
+                .await
+                .map_err(|e| Error::node(&cx.node, e))?;
+            documents
+                .extend(read_documents(&file.name, bytes).map_err(|e| Error::node(&cx.node, e))?);
         }
         let rows = spans(documents, &self.params);
         Ok(cx.session.read_batch(span_batch(&rows)?)?)
@@ -169,18 +282,13 @@ struct Document {
     bad: Option<String>,
 }
 
-/// The documents of one file, by its extension; an unreadable file is the error.
-fn read_documents(path: &Path) -> std::result::Result<Vec<Document>, String> {
-    let source = path.display().to_string();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+/// The documents of one file (its bytes), by its extension; an unreadable file is
+/// the error.
+fn read_documents(name: &str, bytes: Vec<u8>) -> std::result::Result<Vec<Document>, String> {
+    let source = name.to_string();
     let unreadable = |e: &dyn std::fmt::Display| format!("{source}: {e}");
-    match ext.as_str() {
+    match extension(name).as_str() {
         "jsonl" | "ndjson" | "json" => {
-            let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
             let text = String::from_utf8_lossy(&bytes);
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
             Ok(text
@@ -191,8 +299,7 @@ fn read_documents(path: &Path) -> std::result::Result<Vec<Document>, String> {
                 .collect())
         }
         "parquet" => {
-            let file = std::fs::File::open(path).map_err(|e| unreadable(&e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
                 .and_then(|b| b.build())
                 .map_err(|e| unreadable(&e))?;
             let mut out = Vec::new();
@@ -227,11 +334,7 @@ fn read_documents(path: &Path) -> std::result::Result<Vec<Document>, String> {
             Ok(out)
         }
         "txt" | "text" => {
-            let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
-            let id = path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| source.clone());
+            let id = name.rsplit('/').next().unwrap_or(name).to_string();
             Ok(vec![Document {
                 id: Some(id),
                 text: Some(String::from_utf8_lossy(&bytes).to_string()),
@@ -327,6 +430,10 @@ fn spans(documents: Vec<Document>, params: &Params) -> Vec<SpanRow> {
         let (language, prob) = match &d.language {
             Some(l) => (l.clone(), 1.0),
             None => match speechmill_text::text_lang(raw) {
+                // A short text's guess below even odds yields to the param.
+                Some((_, p)) if p < 0.5 && params.language.is_some() => {
+                    (params.language.clone().unwrap_or_default(), 0.0)
+                }
                 Some(found) => found,
                 None => match &params.language {
                     Some(l) => (l.clone(), 0.0),

@@ -18,7 +18,7 @@
 //! rejected rows each by their own listing row. The listing's internal columns are
 //! named `__sm_…`, so no metadata column can shadow them.
 
-mod fetch;
+pub(crate) mod fetch;
 pub(crate) mod sources;
 
 use std::path::PathBuf;
