@@ -376,3 +376,106 @@ fn textspan_reads_jsonl_and_text_from_s3_and_parquet_locally() {
     );
     assert_eq!(spoken[1..], ["2,1", "a,1", "notes.txt,1", "p1,1"]);
 }
+
+/// tokenize with a user's S3Tokenizer-style ONNX model (a tiny graph the test builds
+/// with the same interface): its tokens are those the same maths gives on
+/// faster-whisper's 128-bin log-mel of the same audio.
+#[test]
+fn an_onnx_speech_tokenizer_gets_whisper_log_mel_and_gives_its_tokens() {
+    let Some(python) = peers_python("S3Tokenizer-style model") else {
+        return;
+    };
+    let script = repo_root().join("tests/peers/tiny_speech_tokenizer.py");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tokenizer.onnx");
+    ok(Command::new(&python).arg(&script).arg("model").arg(&model));
+    let corpus = dir.path().join("corpus.jsonl");
+    std::fs::write(
+        &corpus,
+        "{\"id\": \"d1\", \"language\": \"en\", \"text\": \"The river was high after the rain. Boats stayed in the harbour.\"}\n\
+         {\"id\": \"d2\", \"language\": \"de\", \"text\": \"Heute scheint die Sonne. Morgen regnet es wieder.\"}\n",
+    )
+    .unwrap();
+    let dag = write_dag(
+        dir.path(),
+        "onnx.toml",
+        &format!(
+            r#"[nodes.textspan]
+stage = "textspan"
+params = {{ paths = ["{}"], eta = 1.0 }}
+
+[nodes.tts]
+stage = "tts"
+inputs = ["textspan"]
+params = {{ noise_scale = 0.0, noise_w = 0.0 }}
+
+[nodes.tokenize]
+stage = "tokenize"
+inputs = ["textspan", "tts"]
+params = {{ speech_tokenizer = "onnx:{}", speech_vocab_size = 4096 }}
+"#,
+            corpus.display(),
+            model.display()
+        ),
+    );
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
+    let json = ok(speechmill(dir.path()).args([
+        "sql",
+        "--store",
+        "store",
+        "--format",
+        "json",
+        "SELECT k.span_id, k.tokens, k.speech_vocab_size, encode(t.audio, 'hex') AS audio \
+         FROM tokenize k JOIN tts t ON k.span_id = t.span_id ORDER BY k.span_id",
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(rows.len(), 4);
+    let mut wavs = Vec::new();
+    let mut ours = Vec::new();
+    for r in &rows {
+        assert_eq!(r["speech_vocab_size"], 4096);
+        let hex = r["audio"].as_str().unwrap();
+        let samples: Vec<f32> = (0..hex.len() / 4)
+            .map(|i| {
+                let b = |j: usize| {
+                    u8::from_str_radix(&hex[i * 4 + j * 2..i * 4 + j * 2 + 2], 16).unwrap()
+                };
+                i16::from_le_bytes([b(0), b(1)]) as f32 / 32768.0
+            })
+            .collect();
+        let wav = dir
+            .path()
+            .join(format!("{}.wav", r["span_id"].as_str().unwrap()));
+        write_wav_16k(&wav, &samples);
+        wavs.push(wav);
+        let tokens: Vec<i64> = r["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_i64().unwrap())
+            .collect();
+        // 25 per second of audio.
+        let expected_len = samples.len() / 160 / 4;
+        assert!(
+            tokens.len().abs_diff(expected_len) <= 1,
+            "{} tokens for {} samples",
+            tokens.len(),
+            samples.len()
+        );
+        ours.push(tokens);
+    }
+    let reference = ok(Command::new(&python).arg(&script).arg("tokens").args(&wavs));
+    let reference: Vec<Vec<i64>> = serde_json::from_str(reference.trim()).unwrap();
+    for ((ours, theirs), wav) in ours.iter().zip(&reference).zip(&wavs) {
+        assert_eq!(ours.len(), theirs.len(), "{}", wav.display());
+        let equal = ours.iter().zip(theirs).filter(|(a, b)| a == b).count();
+        let close = ours.iter().zip(theirs).all(|(a, b)| (a - b).abs() <= 1);
+        // f32 against numpy's f64: a mean on a floor boundary may land one off.
+        assert!(
+            close && equal * 100 >= ours.len() * 95,
+            "{}: {ours:?} vs {theirs:?}",
+            wav.display()
+        );
+    }
+    assert_ne!(ours[0], ours[1], "two sentences, the same tokens");
+}

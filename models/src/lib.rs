@@ -54,6 +54,7 @@ pub mod inventory;
 pub mod phoneme_ctc;
 pub mod runtime;
 pub mod speaker;
+pub mod speech_tokenizer;
 pub mod tts;
 pub mod units;
 pub mod user_ctc;

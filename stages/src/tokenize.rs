@@ -1,7 +1,9 @@
 //! Stage `tokenize`: every span as tokens, text or speech.
 //!
 //! Inputs: the spans (`textspan`), their speech (`tts`, joined on `span_id`) and the
-//! codebook (`fit_units`). A span with `speak` and audio becomes speech units: Whisper
+//! codebook (`fit_units`; not with `speech_tokenizer = "onnx:<path>"`, a user's
+//! CosyVoice S3Tokenizer-style model: Whisper's 128-bin log-mel in, integer tokens
+//! below `speech_vocab_size` out, `speechmill_models::speech_tokenizer`). A span with `speak` and audio becomes speech units: Whisper
 //! encoder frames (50 Hz, the codebook's encoder), mean-pooled to the codebook's
 //! `rate_hz`, each the index of its nearest centroid, runs collapsed when `dedup`.
 //! Every other span becomes text tokens of the `tokenizers` crate from
@@ -28,6 +30,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use serde::{Deserialize, Serialize};
+use speechmill_models::speech_tokenizer::{self, OnnxSpeechTokenizer};
 use speechmill_models::tokenizers::Tokenizer;
 use speechmill_models::units::{Codebook, dedup, pool};
 use speechmill_models::whisper::{Precision, Whisper};
@@ -47,9 +50,13 @@ pub struct Params {
     /// `tokenizer.json`.
     #[serde(default = "crate::fit_units::default_model")]
     pub text_tokenizer: String,
-    /// `units`: k-means units of the `fit_units` input.
+    /// `units`: k-means units of the `fit_units` input; `onnx:<path>`: a CosyVoice
+    /// S3Tokenizer-style ONNX model (128-bin log-mel in, integer tokens out).
     #[serde(default = "default_speech_tokenizer")]
     pub speech_tokenizer: String,
+    /// The ONNX speech tokenizer's vocabulary size (its tokens are below it).
+    #[serde(default)]
+    pub speech_vocab_size: Option<u32>,
     /// Collapse runs of the same unit.
     #[serde(default)]
     pub dedup: bool,
@@ -79,6 +86,8 @@ fn default_threads() -> usize {
 struct UdfConfig {
     params: Params,
     encoder: ModelRef,
+    /// The ONNX speech tokenizer (`speech_tokenizer = "onnx:…"`).
+    speech_model: Option<ModelRef>,
     /// The tokenizer.json to load, and its sha256.
     tokenizer: (String, String),
 }
@@ -99,11 +108,24 @@ impl Stage for TokenizeStage {
         params: toml::Table,
     ) -> std::result::Result<Box<dyn ConfiguredStage>, String> {
         let params: Params = parse_params(params)?;
-        if params.speech_tokenizer != "units" {
-            return Err(format!(
-                "parameter `speech_tokenizer`: `{}` is not one (units)",
-                params.speech_tokenizer
-            ));
+        match onnx_tokenizer(&params) {
+            Some("") => {
+                return Err("parameter `speech_tokenizer`: `onnx:` needs a path".into());
+            }
+            Some(_) if params.speech_vocab_size.is_none() => {
+                return Err(
+                    "parameter `speech_vocab_size`: an ONNX speech tokenizer needs its vocabulary size"
+                        .into(),
+                );
+            }
+            Some(_) => {}
+            None if params.speech_tokenizer == "units" => {}
+            None => {
+                return Err(format!(
+                    "parameter `speech_tokenizer`: `{}` is not one (units, onnx:<path>)",
+                    params.speech_tokenizer
+                ));
+            }
         }
         params
             .precision
@@ -123,6 +145,11 @@ impl Stage for TokenizeStage {
 
 struct ConfiguredTokenize {
     params: Params,
+}
+
+/// The path of `speech_tokenizer = "onnx:<path>"`.
+fn onnx_tokenizer(params: &Params) -> Option<&str> {
+    params.speech_tokenizer.strip_prefix("onnx:")
 }
 
 /// The tokenizer.json `text_tokenizer` names, resolved in this process.
@@ -153,9 +180,16 @@ impl ConfiguredTokenize {
         let file = tokenizer_file(&self.params.text_tokenizer)
             .map_err(|e| node(format!("parameter `text_tokenizer`: {e}")))?;
         let sha = model_sha256(&file).map_err(|e| node(e.to_string()))?;
+        let speech_model = onnx_tokenizer(&self.params)
+            .map(|path| {
+                speech_tokenizer::model_ref(path)
+                    .map_err(|e| node(format!("parameter `speech_tokenizer`: {e}")))
+            })
+            .transpose()?;
         Ok(UdfConfig {
             params: self.params.clone(),
             encoder,
+            speech_model,
             tokenizer: (file.display().to_string(), sha),
         })
     }
@@ -172,7 +206,7 @@ impl ConfiguredStage for ConfiguredTokenize {
     }
 
     fn input_arity(&self) -> InputArity {
-        InputArity::Exactly(3)
+        InputArity::AtLeast(2)
     }
 
     fn params_json(&self) -> serde_json::Value {
@@ -185,9 +219,11 @@ impl ConfiguredStage for ConfiguredTokenize {
 
     async fn fingerprint_material(&self, cx: &StageContext) -> Result<serde_json::Value> {
         let config = self.config(cx)?;
-        Ok(
-            serde_json::json!({ "encoder": config.encoder.sha256(), "tokenizer": config.tokenizer.1 }),
-        )
+        Ok(serde_json::json!({
+            "encoder": config.encoder.sha256(),
+            "tokenizer": config.tokenizer.1,
+            "speech_tokenizer": config.speech_model.map(|m| m.sha256()),
+        }))
     }
 
     fn batch_rows(&self) -> Option<usize> {
@@ -195,22 +231,43 @@ impl ConfiguredStage for ConfiguredTokenize {
     }
 
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {
-        let [spans, speech, codebook]: [DataFrame; 3] = inputs.try_into().map_err(|_| {
-            Error::node(
+        let units = onnx_tokenizer(&self.params).is_none();
+        let mut inputs = inputs.into_iter();
+        let (Some(spans), Some(speech), codebook, None) =
+            (inputs.next(), inputs.next(), inputs.next(), inputs.next())
+        else {
+            return Err(Error::node(
                 &cx.node,
-                "tokenize takes three inputs: textspan, tts, fit_units",
-            )
-        })?;
+                "tokenize takes textspan, tts and (for units) fit_units",
+            ));
+        };
+        if units != codebook.is_some() {
+            return Err(Error::node(
+                &cx.node,
+                if units {
+                    "tokenize: speech_tokenizer `units` needs the fit_units node as third input"
+                } else {
+                    "tokenize: an ONNX speech tokenizer takes two inputs (textspan, tts), no codebook"
+                },
+            ));
+        }
         let has = |df: &DataFrame, c: &str| df.schema().inner().field_with_name(c).is_ok();
-        for (df, columns, what) in [
+        let mut checks = vec![
             (
                 &spans,
                 &["span_id", "doc_id", "span_index", "text"][..],
                 "the first (textspan)",
             ),
             (&speech, &["span_id", "audio"][..], "the second (tts)"),
-            (&codebook, &["codebook", "k"][..], "the third (fit_units)"),
-        ] {
+        ];
+        if let Some(c) = &codebook {
+            checks.push((
+                c,
+                &["codebook", "k", "rate_hz"][..],
+                "the third (fit_units)",
+            ));
+        }
+        for (df, columns, what) in checks {
             if let Some(c) = columns.iter().find(|c| !has(df, c)) {
                 return Err(Error::node(
                     &cx.node,
@@ -223,8 +280,20 @@ impl ConfiguredStage for ConfiguredTokenize {
             .register_table("__tokenize_spans", spans.into_view())?;
         cx.session
             .register_table("__tokenize_speech", speech.into_view())?;
-        cx.session
-            .register_table("__tokenize_codebook", codebook.into_view())?;
+        let (codebook_join, codebook_args) = match codebook {
+            Some(c) => {
+                cx.session
+                    .register_table("__tokenize_codebook", c.into_view())?;
+                (
+                    "CROSS JOIN (SELECT codebook, rate_hz FROM __tokenize_codebook) c",
+                    "c.codebook AS __codebook, c.rate_hz AS __rate",
+                )
+            }
+            None => (
+                "",
+                "CAST(NULL AS BYTEA) AS __codebook, CAST(NULL AS DOUBLE) AS __rate",
+            ),
+        };
         let speak = if schema.field_with_name("speak").is_ok() {
             "speak"
         } else {
@@ -237,10 +306,10 @@ impl ConfiguredStage for ConfiguredTokenize {
             .session
             .sql(&format!(
                 "WITH joined AS (
-                   SELECT s.*, t.audio AS __audio, c.codebook AS __codebook, c.rate_hz AS __rate
+                   SELECT s.*, t.audio AS __audio, {codebook_args}
                    FROM __tokenize_spans s
                    LEFT JOIN (SELECT span_id, audio FROM __tokenize_speech) t ON s.span_id = t.span_id
-                   CROSS JOIN (SELECT codebook, rate_hz FROM __tokenize_codebook) c),
+                   {codebook_join}),
                  tokenized AS (
                    SELECT *, speechmill_tokenize(text, span_index, {speak}, __audio, __codebook, __rate, '{}') AS __tokens
                    FROM joined)
@@ -361,6 +430,16 @@ impl ScalarUDFImpl for TokenizeUdf {
         let text_vocab = text_tokenizer.get_vocab_size(true) as i32;
         let p = &config.params;
         let mut whisper = None;
+        let onnx = match &config.speech_model {
+            Some(model) => {
+                let device: Device = p.device.parse().map_err(|e| fail(format!("{e}")))?;
+                Some(
+                    OnnxSpeechTokenizer::pool(model, &SessionConfig::new(device, p.threads))
+                        .map_err(|e| fail(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         let mut out: Vec<std::result::Result<Tokens, String>> = Vec::with_capacity(rows);
         let mut k = Vec::with_capacity(rows);
         for (i, text) in texts.iter().enumerate() {
@@ -369,13 +448,35 @@ impl ScalarUDFImpl for TokenizeUdf {
             } else {
                 Some(codebook(books.value(i)).map_err(fail)?)
             };
-            k.push(book.as_ref().map(|b| b.k as i32));
+            k.push(match (&book, p.speech_vocab_size) {
+                (_, Some(v)) if onnx.is_some() => Some(v as i32),
+                (Some(b), _) => Some(b.k as i32),
+                _ => None,
+            });
             let spoken = !speak.is_null(i) && speak.value(i);
             if spoken {
                 let Ok(samples) = pcm16((!audio.is_null(i)).then(|| audio.value(i))) else {
                     out.push(Err("no_speech_audio: the span is to be spoken but has no audio (see the tts rejects)".into()));
                     continue;
                 };
+                if let Some(pool) = &onnx {
+                    let tokens = pool
+                        .with(|m| m.tokens(&samples))
+                        .and_then(|r| r)
+                        .map_err(|e| fail(e.to_string()))?;
+                    let vocab = p.speech_vocab_size.unwrap_or(u32::MAX);
+                    if let Some(t) = tokens.iter().find(|&&t| t >= vocab) {
+                        return Err(fail(format!(
+                            "the speech tokenizer gave token {t}, not below `speech_vocab_size` {vocab}"
+                        )));
+                    }
+                    out.push(Ok((
+                        "speech",
+                        tokens,
+                        Some(samples.len() as f64 / 16_000.0),
+                    )));
+                    continue;
+                }
                 let book =
                     book.ok_or_else(|| fail("no codebook (the fit_units input is empty)".into()))?;
                 if whisper.is_none() {
