@@ -98,6 +98,18 @@ mod tests {
                 "device = \"cuda\"\nthreads = 3\nbatch_size = 8",
                 "beam_size = 1",
             ),
+            (
+                "tts",
+                "",
+                "device = \"cuda\"\nthreads = 4",
+                "noise_scale = 0.0",
+            ),
+            (
+                "align",
+                "",
+                "threads = 2\nbatch_size = 8",
+                "method = \"whisper\"",
+            ),
             // quality has no params that change its output.
             ("quality", "", "device = \"cuda\"\nthreads = 2", ""),
         ];
