@@ -315,7 +315,7 @@ fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() 
     let dir = tempfile::tempdir().unwrap();
     let (store, median, p90) = boundary_errors(dir.path(), "ctc");
     assert!(
-        median < 0.08 && p90 < 0.25,
+        median < 0.04 && p90 < 0.1,
         "median {median:.3} s, p90 {p90:.3} s"
     );
 

@@ -11,7 +11,8 @@
 //! mapped onto the phoneme inventory of the CTC model (`speechmill_models::
 //! phoneme_ctc`), word boundaries (`<wb>`) between words, and the targets
 //! force-aligned to the model's emissions with torchaudio's `forced_align` semantics
-//! (`speechmill_models::ctc`). A word spans its phonemes' frames (20 ms each); its
+//! (`speechmill_models::ctc`). A word spans its phonemes' frames (20 ms each), then reaches
+//! over its sound into the gaps beside it (`extend_to_sound`); its
 //! score is their mean log-probability. `align_score` is the mean over the segment's
 //! phonemes of each one's log-probability less that of the best label in the same
 //! frames: 0 where the text reads as the model itself would read the audio, far
@@ -454,6 +455,7 @@ impl CtcAligner {
                     let (emissions, frames) = m.emissions(samples).map_err(|e| e.to_string())?;
                     Ok((emissions, frames, FRAME_S))
                 })
+                .map(|a| with_sound(a, samples))
             }),
             CtcAligner::User {
                 pool,
@@ -465,9 +467,16 @@ impl CtcAligner {
                     m.emissions(samples, *normalize, *frame_s)
                         .map_err(|e| e.to_string())
                 })
+                .map(|a| with_sound(a, samples))
             }),
         }
     }
+}
+
+/// A CTC alignment with its words reaching over their sound ([`extend_to_sound`]).
+fn with_sound(mut aligned: Aligned, samples: &[f32]) -> Aligned {
+    extend_to_sound(&mut aligned.words, samples);
+    aligned
 }
 
 /// Aligns `text` with a CTC model's emissions (`emit`: log-probabilities frames ×
@@ -580,40 +589,91 @@ fn from_whisper(a: TextAlignment) -> Aligned {
 /// Frames of the silence test at word edges (10 ms).
 const EDGE_FRAME: usize = 160;
 
+/// Which 10 ms frames of a segment are silent: 30 dB below its loud frames (the
+/// 95th percentile of frame RMS).
+struct Silence {
+    rms: Vec<f32>,
+    threshold: f32,
+}
+
+impl Silence {
+    fn of(samples: &[f32]) -> Option<Self> {
+        let rms: Vec<f32> = samples
+            .chunks(EDGE_FRAME)
+            .map(|f| (f.iter().map(|s| s * s).sum::<f32>() / f.len() as f32).sqrt())
+            .collect();
+        let mut sorted = rms.clone();
+        sorted.sort_by(f32::total_cmp);
+        let loud = *sorted.get((sorted.len().max(1) - 1) * 95 / 100)?;
+        (loud > 0.0).then(|| Silence {
+            rms,
+            threshold: loud * 10f32.powf(-30.0 / 20.0),
+        })
+    }
+
+    fn silent(&self, frame: usize) -> bool {
+        self.rms.get(frame).is_none_or(|&r| r < self.threshold)
+    }
+}
+
+/// Seconds per silence frame.
+const EDGE_FRAME_S: f64 = EDGE_FRAME as f64 / 16_000.0;
+
 /// Moves each word's start forward and end backward past 10 ms frames that are
-/// silent (30 dB below the segment's loud frames), never past each other. DTW over
-/// Whisper's attention hands a pause to the word after it; a spoken word does not
-/// begin or end in silence.
+/// silent, never past each other. DTW over Whisper's attention hands a pause to the
+/// word after it; a spoken word does not begin or end in silence.
 fn trim_silent_edges(words: &mut [AlignedWord], samples: &[f32]) {
-    let rms: Vec<f32> = samples
-        .chunks(EDGE_FRAME)
-        .map(|f| (f.iter().map(|s| s * s).sum::<f32>() / f.len() as f32).sqrt())
-        .collect();
-    if rms.is_empty() {
+    let Some(silence) = Silence::of(samples) else {
         return;
-    }
-    let mut sorted = rms.clone();
-    sorted.sort_by(f32::total_cmp);
-    let loud = sorted[(sorted.len() - 1) * 95 / 100];
-    let threshold = loud * 10f32.powf(-30.0 / 20.0);
-    if loud <= 0.0 {
-        return;
-    }
-    let frame_s = EDGE_FRAME as f64 / 16_000.0;
-    let silent = |f: usize| rms.get(f).is_none_or(|&r| r < threshold);
+    };
     for w in words {
-        let mut first = (w.start_s / frame_s).floor() as usize;
-        let mut last = ((w.end_s / frame_s).ceil() as usize).saturating_sub(1);
-        while first < last && silent(first) {
+        let mut first = (w.start_s / EDGE_FRAME_S).floor() as usize;
+        let mut last = ((w.end_s / EDGE_FRAME_S).ceil() as usize).saturating_sub(1);
+        while first < last && silence.silent(first) {
             first += 1;
         }
-        while last > first && silent(last) {
+        while last > first && silence.silent(last) {
             last -= 1;
         }
-        if first < last || !silent(first) {
-            w.start_s = w.start_s.max(first as f64 * frame_s);
-            w.end_s = w.end_s.min((last + 1) as f64 * frame_s).max(w.start_s);
+        if first < last || !silence.silent(first) {
+            w.start_s = w.start_s.max(first as f64 * EDGE_FRAME_S);
+            w.end_s = w.end_s.min((last + 1) as f64 * EDGE_FRAME_S).max(w.start_s);
         }
+    }
+}
+
+/// Moves each word's start back and end forward over 10 ms frames that are not
+/// silent, into the gaps beside it: never into silence, and at most to the middle
+/// of the gap to its neighbour (the segment's edges for the first and last word).
+/// CTC's spans cover the frames where a phoneme's label peaks, not the whole sound
+/// of the word: its onset comes before the first peak, its decay after the last.
+fn extend_to_sound(words: &mut [AlignedWord], samples: &[f32]) {
+    let Some(silence) = Silence::of(samples) else {
+        return;
+    };
+    let total = samples.len() as f64 / 16_000.0;
+    let spans: Vec<(f64, f64)> = words.iter().map(|w| (w.start_s, w.end_s)).collect();
+    for (i, w) in words.iter_mut().enumerate() {
+        let (start, end) = spans[i];
+        let low = if i == 0 {
+            0.0
+        } else {
+            (spans[i - 1].1 + start) / 2.0
+        };
+        let high = spans.get(i + 1).map_or(total, |next| (end + next.0) / 2.0);
+        let mut frame = (start / EDGE_FRAME_S).round() as usize;
+        while frame > 0
+            && (frame - 1) as f64 * EDGE_FRAME_S >= low - 1e-9
+            && !silence.silent(frame - 1)
+        {
+            frame -= 1;
+        }
+        w.start_s = start.min(frame as f64 * EDGE_FRAME_S);
+        let mut frame = (end / EDGE_FRAME_S).round() as usize;
+        while (frame + 1) as f64 * EDGE_FRAME_S <= high + 1e-9 && !silence.silent(frame) {
+            frame += 1;
+        }
+        w.end_s = end.max(frame as f64 * EDGE_FRAME_S);
     }
 }
 
@@ -834,6 +894,41 @@ mod tests {
         assert_eq!((words[1].start_s, words[1].end_s), (0.55, 0.7));
         // All silence: left as it was.
         assert_eq!((words[2].start_s, words[2].end_s), (0.85, 0.98));
+    }
+
+    #[test]
+    fn ctc_words_reach_over_their_sound_but_not_into_silence_or_a_neighbour() {
+        // 0.2 s silence, 0.4 s tone, 0.2 s silence, 0.3 s tone, 0.1 s silence.
+        let tone = |n: usize| {
+            (0..n)
+                .map(|i| (i as f32 * 0.1).sin() * 0.5)
+                .collect::<Vec<_>>()
+        };
+        let mut samples = vec![0f32; 3200];
+        samples.extend(tone(6400));
+        samples.extend(vec![0f32; 3200]);
+        samples.extend(tone(4800));
+        samples.extend(vec![0f32; 1600]);
+        let word = |start_s, end_s| AlignedWord {
+            word: "w".into(),
+            start_s,
+            end_s,
+            score: 0.0,
+        };
+        // Peaks inside each tone; a third word sharing the second tone.
+        let mut words = vec![word(0.3, 0.5), word(0.9, 0.94), word(1.0, 1.04)];
+        extend_to_sound(&mut words, &samples);
+        let spans: Vec<(f64, f64)> = words
+            .iter()
+            .map(|w| {
+                (
+                    (w.start_s * 100.0).round() / 100.0,
+                    (w.end_s * 100.0).round() / 100.0,
+                )
+            })
+            .collect();
+        // To the tone's edges; the two words of one tone meet at their gap's middle.
+        assert_eq!(spans, [(0.2, 0.6), (0.8, 0.97), (0.97, 1.1)]);
     }
 
     #[test]
