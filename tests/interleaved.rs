@@ -138,21 +138,11 @@ fn token_shards_read_back_to_the_unspoken_text_and_units_are_reproducible() {
         assert!(manifest[key].is_number(), "manifest.{key}: {manifest}");
     }
     assert_eq!(manifest["documents"], 10);
-    let (bos, eos) = (
-        manifest["bos_speech"].as_u64().unwrap(),
-        manifest["eos_speech"].as_u64().unwrap(),
+    assert_eq!(
+        manifest["speech_offset"].as_u64().unwrap(),
+        manifest["text_vocab_size"].as_u64().unwrap()
     );
-    let offset = manifest["speech_offset"].as_u64().unwrap();
-    assert_eq!(offset, manifest["text_vocab_size"].as_u64().unwrap());
-
-    // The independent reader: documents → sequences → tokens.
-    let read = ok(Command::new(&python)
-        .arg(repo_root().join("tests/peers/megatron_reader.py"))
-        .arg(shards.join("interleaved")));
-    let read: serde_json::Value = serde_json::from_str(read.trim()).unwrap();
-    assert_eq!(read["dtype_code"], 8, "uint16: the vocabulary fits");
-    let documents = read["documents"].as_array().unwrap();
-    assert_eq!(documents.len(), 10);
+    let (text_runs, speech_spans) = read_token_shards(&python, &shards, &manifest);
     // Sequence lengths as interleave wrote them, documents by id.
     let lengths: Vec<String> = sql_csv(
         dir.path(),
@@ -160,6 +150,9 @@ fn token_shards_read_back_to_the_unspoken_text_and_units_are_reproducible() {
         "SELECT n_tokens FROM interleave ORDER BY doc_id, seq_index",
     )[1..]
         .to_vec();
+    let read = megatron_read(&python, &shards);
+    let documents = read["documents"].as_array().unwrap();
+    assert_eq!(documents.len(), 10);
     let read_lengths: Vec<String> = documents
         .iter()
         .flat_map(|d| {
@@ -171,52 +164,15 @@ fn token_shards_read_back_to_the_unspoken_text_and_units_are_reproducible() {
         .collect();
     assert_eq!(read_lengths, lengths);
 
-    // Per document: the text tokens (everything outside <bos_speech> … <eos_speech>)
-    // decode with Python `tokenizers` to the spans that were not spoken.
+    // Per document: the text tokens decode with Python `tokenizers` to the spans that
+    // were not spoken.
     let doc_ids: Vec<String> = sql_csv(
         dir.path(),
         "a",
         "SELECT DISTINCT doc_id FROM interleave ORDER BY doc_id",
     )[1..]
         .to_vec();
-    let mut text_runs = Vec::new();
-    let mut speech_spans = 0;
-    for doc in documents {
-        let mut text = Vec::new();
-        let mut inside = false;
-        for seq in doc.as_array().unwrap() {
-            for t in seq.as_array().unwrap() {
-                let t = t.as_u64().unwrap();
-                if t == bos {
-                    assert!(!inside);
-                    inside = true;
-                    speech_spans += 1;
-                } else if t == eos {
-                    assert!(inside);
-                    inside = false;
-                } else if inside {
-                    assert!(t >= offset && t < bos, "speech id {t}");
-                } else {
-                    assert!(t < offset, "text id {t}");
-                    text.push(t);
-                }
-            }
-        }
-        text_runs.push(text);
-    }
-    let tokenizer = cache_dir().join("models/whisper-base/tokenizer.json");
-    let decoded = ok_with_stdin(
-        Command::new(&python)
-            .arg("-c")
-            .arg(
-                "import json, sys\nfrom tokenizers import Tokenizer\n\
-             t = Tokenizer.from_file(sys.argv[1])\n\
-             print(json.dumps([t.decode(ids) for ids in json.loads(sys.stdin.read())]))",
-            )
-            .arg(&tokenizer),
-        &serde_json::to_vec(&text_runs).unwrap(),
-    );
-    let decoded: Vec<String> = serde_json::from_str(decoded.trim()).unwrap();
+    let decoded = decode_whisper_tokens(&python, &text_runs);
     let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     for (doc, got) in doc_ids.iter().zip(&decoded) {
         let unspoken = sql_csv(
@@ -281,6 +237,77 @@ fn token_shards_read_back_to_the_unspoken_text_and_units_are_reproducible() {
             "{file} differs between two fresh runs"
         );
     }
+}
+
+/// The independent reader's view of `<shards>/interleaved.{idx,bin}`: documents →
+/// sequences → tokens.
+fn megatron_read(python: &Path, shards: &Path) -> serde_json::Value {
+    let read = ok(Command::new(python)
+        .arg(repo_root().join("tests/peers/megatron_reader.py"))
+        .arg(shards.join("interleaved")));
+    let read: serde_json::Value = serde_json::from_str(read.trim()).unwrap();
+    assert_eq!(read["dtype_code"], 8, "uint16: the vocabulary fits");
+    read
+}
+
+/// Per document of the shards (read by the independent reader), its text tokens
+/// (everything outside `<bos_speech> … <eos_speech>`, checked to be text ids), and
+/// the number of speech spans (their ids checked to be speech ids).
+fn read_token_shards(
+    python: &Path,
+    shards: &Path,
+    manifest: &serde_json::Value,
+) -> (Vec<Vec<u64>>, usize) {
+    let number = |key: &str| manifest[key].as_u64().unwrap();
+    let (bos, eos, offset) = (
+        number("bos_speech"),
+        number("eos_speech"),
+        number("speech_offset"),
+    );
+    let read = megatron_read(python, shards);
+    let mut text_runs = Vec::new();
+    let mut speech_spans = 0;
+    for doc in read["documents"].as_array().unwrap() {
+        let mut text = Vec::new();
+        let mut inside = false;
+        for seq in doc.as_array().unwrap() {
+            for t in seq.as_array().unwrap() {
+                let t = t.as_u64().unwrap();
+                if t == bos {
+                    assert!(!inside);
+                    inside = true;
+                    speech_spans += 1;
+                } else if t == eos {
+                    assert!(inside);
+                    inside = false;
+                } else if inside {
+                    assert!(t >= offset && t < bos, "speech id {t}");
+                } else {
+                    assert!(t < offset, "text id {t}");
+                    text.push(t);
+                }
+            }
+        }
+        text_runs.push(text);
+    }
+    (text_runs, speech_spans)
+}
+
+/// Token ids decoded by Python `tokenizers` with Whisper base's `tokenizer.json`.
+fn decode_whisper_tokens(python: &Path, runs: &[Vec<u64>]) -> Vec<String> {
+    let tokenizer = cache_dir().join("models/whisper-base/tokenizer.json");
+    let decoded = ok_with_stdin(
+        Command::new(python)
+            .arg("-c")
+            .arg(
+                "import json, sys\nfrom tokenizers import Tokenizer\n\
+             t = Tokenizer.from_file(sys.argv[1])\n\
+             print(json.dumps([t.decode(ids) for ids in json.loads(sys.stdin.read())]))",
+            )
+            .arg(&tokenizer),
+        &serde_json::to_vec(runs).unwrap(),
+    );
+    serde_json::from_str(decoded.trim()).unwrap()
 }
 
 /// Runs `cmd` with `input` on its stdin: its stdout, or a panic with its stderr.
@@ -478,4 +505,157 @@ params = {{ speech_tokenizer = "onnx:{}", speech_vocab_size = 4096 }}
         );
     }
     assert_ne!(ours[0], ours[1], "two sentences, the same tokens");
+}
+
+/// dags/spiritlm.toml on the LibriVox clips and their transcripts, into `store`.
+fn run_spiritlm(dir: &Path, store: &str) {
+    let demo = cache_dir().join("demo-audio");
+    let list = dir.join("librivox.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(demo.join("demo.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("LibriVox"))
+        .map(|l| {
+            // Beside the list: a run reads files under its own directory only.
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let uri = v["uri"].as_str().unwrap();
+            std::fs::copy(demo.join(uri), dir.join(uri)).unwrap();
+            l.to_string()
+        })
+        .collect();
+    assert!(lines.len() >= 4, "LibriVox clips in demo.jsonl");
+    std::fs::write(&list, lines.join("\n")).unwrap();
+    let dag = repo_root().join("dags/spiritlm.toml");
+    ok(speechmill(dir)
+        .args(["run", dag.to_str().unwrap(), "--store", store])
+        .args(["--set", &format!("ingest.paths=[\"{}\"]", list.display())])
+        .args([
+            "--set",
+            &format!(
+                "shard.out=\"{}\"",
+                dir.join(format!("{store}-shards")).display()
+            ),
+        ]));
+}
+
+#[test]
+fn real_speech_switches_modality_at_aligned_word_boundaries() {
+    let Some(python) = peers_python("faster-whisper and Megatron reader") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_spiritlm(dir.path(), "s");
+    let json = |q: &str| -> Vec<serde_json::Value> {
+        serde_json::from_str(
+            ok(speechmill(dir.path()).args(["sql", "--store", "s", "--format", "json", q])).trim(),
+        )
+        .unwrap()
+    };
+    // Every aligned word is in exactly one run, in order; runs alternate.
+    let aligned = json("SELECT segment_id, words FROM align ORDER BY segment_id");
+    let runs = json(
+        "SELECT doc_id, span_index, speak, text, start_s, end_s, \
+         length(encode(audio, 'hex')) / 2 AS bytes \
+         FROM wordspan ORDER BY doc_id, span_index",
+    );
+    assert!(aligned.len() >= 4);
+    for segment in &aligned {
+        let id = segment["segment_id"].as_str().unwrap();
+        let words: Vec<&str> = segment["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["word"].as_str().unwrap())
+            .collect();
+        let mine: Vec<&serde_json::Value> = runs.iter().filter(|r| r["doc_id"] == id).collect();
+        let joined: Vec<&str> = mine
+            .iter()
+            .flat_map(|r| r["text"].as_str().unwrap().split(' '))
+            .collect();
+        assert_eq!(joined, words, "{id}");
+        for pair in mine.windows(2) {
+            assert_ne!(pair[0]["speak"], pair[1]["speak"], "{id}");
+            assert!(pair[0]["end_s"].as_f64() <= pair[1]["start_s"].as_f64());
+        }
+        for r in &mine {
+            let n = r["text"].as_str().unwrap().split(' ').count();
+            assert!(n <= 10, "{r}");
+            let seconds = r["end_s"].as_f64().unwrap() - r["start_s"].as_f64().unwrap();
+            if r["speak"] == true {
+                let samples = r["bytes"].as_f64().unwrap() / 2.0;
+                assert!((samples - seconds * 16_000.0).abs() <= 2.0, "{r}");
+            } else {
+                assert!(r["bytes"].is_null(), "a written run keeps no audio: {r}");
+            }
+        }
+    }
+
+    // The spoken runs' audio says their words (faster-whisper tiny.en, independent of
+    // speechmill's models' use here); each run's text against the next run's audio
+    // does not.
+    let spoken = json(
+        "SELECT text, encode(audio, 'base64') AS pcm FROM wordspan WHERE speak ORDER BY span_id",
+    );
+    assert!(spoken.len() >= 6, "{} spoken runs", spoken.len());
+    let script = "import base64, json, sys\nimport numpy as np, jiwer\n\
+        sys.path.insert(0, sys.argv[2])\nfrom textnorm import normalise\n\
+        from faster_whisper import WhisperModel\n\
+        m = WhisperModel(sys.argv[1], device='cpu', compute_type='int8', cpu_threads=2)\n\
+        runs = json.loads(sys.stdin.read())\nhyps = []\n\
+        for r in runs:\n\
+        \x20   pcm = np.frombuffer(base64.b64decode(r['pcm'] + '=' * (-len(r['pcm']) % 4)), '<i2').astype(np.float32) / 32768\n\
+        \x20   segs, _ = m.transcribe(pcm, language='en', beam_size=1, vad_filter=False)\n\
+        \x20   hyps.append(' '.join(s.text for s in segs))\n\
+        refs = [normalise(r['text']) for r in runs]\nhyps = [normalise(h) for h in hyps]\n\
+        shifted = refs[1:] + refs[:1]\n\
+        print(json.dumps([jiwer.wer(refs, hyps), jiwer.wer(shifted, hyps)]))";
+    let wers = ok_with_stdin(
+        Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(cache_dir().join("models/whisper-tiny.en-ct2"))
+            .arg(repo_root().join("tests/peers")),
+        &serde_json::to_vec(&spoken).unwrap(),
+    );
+    let wers: Vec<f64> = serde_json::from_str(wers.trim()).unwrap();
+    eprintln!(
+        "spoken runs' WER: own text {:.3}, shifted text {:.3}",
+        wers[0], wers[1]
+    );
+    assert!(
+        wers[0] < 0.35,
+        "spoken runs' audio against their text: WER {}",
+        wers[0]
+    );
+    assert!(
+        wers[1] > 0.8,
+        "spoken runs' audio against other text: WER {}",
+        wers[1]
+    );
+
+    // The shards: written runs' tokens decode to their text, spoken runs are units.
+    let shards = dir.path().join("s-shards");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shards.join("manifest.json")).unwrap())
+            .unwrap();
+    let (text_runs, speech_spans) = read_token_shards(&python, &shards, &manifest);
+    let decoded = decode_whisper_tokens(&python, &text_runs);
+    let doc_ids: Vec<String> = sql_csv(
+        dir.path(),
+        "s",
+        "SELECT DISTINCT doc_id FROM interleave ORDER BY doc_id",
+    )[1..]
+        .to_vec();
+    assert_eq!(doc_ids.len(), aligned.len());
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (doc, got) in doc_ids.iter().zip(&decoded) {
+        let want: Vec<String> = runs
+            .iter()
+            .filter(|r| r["doc_id"] == doc.as_str() && r["speak"] == false)
+            .map(|r| r["text"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(squash(got), squash(&want.join(" ")), "{doc}");
+    }
+    let spoken_runs = runs.iter().filter(|r| r["speak"] == true).count();
+    assert_eq!(speech_spans, spoken_runs);
 }

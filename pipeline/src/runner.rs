@@ -262,8 +262,13 @@ impl Runner {
                 cluster.configure(session_config(batch_rows), &node.name)?,
             ),
         };
+        // A node may read one input twice (`tokenize` reads `wordspan` as its spans
+        // and their speech): register each once.
+        let mut registered = std::collections::BTreeSet::new();
         for input in inputs {
-            register_marker(&session, &self.store, input).await?;
+            if registered.insert(input.node.as_str()) {
+                register_marker(&session, &self.store, input).await?;
+            }
         }
         let frames = {
             let mut frames = Vec::new();

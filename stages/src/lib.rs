@@ -26,6 +26,7 @@ pub mod tokenize;
 pub mod tts;
 mod udf;
 mod with_audio;
+pub mod wordspan;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub fn builtin_registry() -> StageRegistry {
     registry.register(Arc::new(asr::AsrStage));
     registry.register(Arc::new(align::AlignStage));
     registry.register(Arc::new(resegment::ResegmentStage));
+    registry.register(Arc::new(wordspan::WordspanStage));
     registry.register(Arc::new(quality::QualityStage));
     registry.register(Arc::new(filter::FilterStage));
     registry.register(Arc::new(shard::ShardStage));

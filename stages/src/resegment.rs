@@ -25,8 +25,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int32Array, LargeBinaryArray, ListArray, StringArray,
-    StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, LargeBinaryArray, ListArray,
+    StringArray, StructArray,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type};
@@ -73,13 +73,45 @@ pub struct TimedWord {
     pub end_s: f64,
 }
 
-/// A piece: words `first..=last`, its extent in the source's time.
+/// A piece: words `first..=last`, its extent in the source's time, and (for
+/// `wordspan`'s runs) whether it is spoken.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Piece {
     pub first: usize,
     pub last: usize,
     pub start_s: f64,
     pub end_s: f64,
+    pub speak: Option<bool>,
+}
+
+/// How the UDF cuts a segment: its literal configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Cut {
+    /// `resegment`: sentence-like pieces.
+    Sentences(Params),
+    /// `wordspan`: alternately spoken and written runs of words.
+    Modality(crate::wordspan::Params),
+}
+
+/// The extent of words `a..=b` of a segment `[seg_start, seg_end]`: halfway into the
+/// pauses on either side, at most `pad_s`, never past the segment.
+pub fn extent(words: &[TimedWord], a: usize, b: usize, seg: (f64, f64), pad_s: f64) -> (f64, f64) {
+    let n = words.len();
+    let before = if a == 0 {
+        words[0].start_s - seg.0
+    } else {
+        (words[a].start_s - words[a - 1].end_s).max(0.0) / 2.0
+    };
+    let after = if b + 1 == n {
+        seg.1 - words[b].end_s
+    } else {
+        (words[b + 1].start_s - words[b].end_s).max(0.0) / 2.0
+    };
+    (
+        (words[a].start_s - before.clamp(0.0, pad_s)).max(seg.0),
+        (words[b].end_s + after.clamp(0.0, pad_s)).min(seg.1),
+    )
 }
 
 fn ends_sentence(word: &str) -> bool {
@@ -100,23 +132,7 @@ pub fn plan_pieces(words: &[TimedWord], seg_start: f64, seg_end: f64, p: &Params
             0.0
         }
     };
-    // Extent of a piece of words a..=b: halfway into the pauses, at most pad_s.
-    let extent = |a: usize, b: usize| {
-        let before = if a == 0 {
-            words[0].start_s - seg_start
-        } else {
-            gap_after(a - 1) / 2.0
-        };
-        let after = if b + 1 == n {
-            seg_end - words[b].end_s
-        } else {
-            gap_after(b) / 2.0
-        };
-        (
-            (words[a].start_s - before.clamp(0.0, p.pad_s)).max(seg_start),
-            (words[b].end_s + after.clamp(0.0, p.pad_s)).min(seg_end),
-        )
-    };
+    let extent = |a: usize, b: usize| extent(words, a, b, (seg_start, seg_end), p.pad_s);
     let cut_reward = |b: usize| {
         if b + 1 == n {
             return 0.0;
@@ -163,6 +179,7 @@ pub fn plan_pieces(words: &[TimedWord], seg_start: f64, seg_end: f64, p: &Params
             last: k - 1,
             start_s,
             end_s,
+            speak: None,
         });
         k = a;
     }
@@ -232,7 +249,8 @@ impl ConfiguredStage for ConfiguredResegment {
         let schema = joined.schema().inner().clone();
         cx.session
             .register_table("__reseg_input", joined.into_view())?;
-        let config = serde_json::to_string(&self.params).map_err(|e| Error::node(&cx.node, e))?;
+        let config = serde_json::to_string(&Cut::Sentences(self.params.clone()))
+            .map_err(|e| Error::node(&cx.node, e))?;
         // The piece's own columns replace the parent's; `words` is sliced in SQL.
         let dropped = [
             "audio",
@@ -249,6 +267,7 @@ impl ConfiguredStage for ConfiguredResegment {
             "array_slice(words, __piece['first_word'] + 1, __piece['last_word'] + 1) AS \"words\"",
         );
         select = select.replace(", __piece['last_word'] AS \"last_word\"", "");
+        select = select.replace(", __piece['speak'] AS \"speak\"", "");
         Ok(cx
             .session
             .sql(&format!(
@@ -264,20 +283,21 @@ impl ConfiguredStage for ConfiguredResegment {
 }
 
 /// `speechmill_resegment(segment_id, start_s, end_s, words, audio, config)`: a list of
-/// pieces per segment (one element with a `reason` when it cannot be cut).
+/// pieces per segment (one element with a `reason` when it cannot be cut), cut as
+/// the config's [`Cut`] says (`resegment` and `wordspan` both call it).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct ResegmentUdf {
+pub(crate) struct ResegmentUdf {
     signature: Signature,
 }
 
 impl ResegmentUdf {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ResegmentUdf {
             signature: Signature::any(6, Volatility::Volatile),
         }
     }
 
-    fn fields() -> Fields {
+    pub(crate) fn fields() -> Fields {
         Fields::from(vec![
             Field::new("segment_id", DataType::Utf8, true),
             Field::new("parent_segment_id", DataType::Utf8, true),
@@ -288,6 +308,7 @@ impl ResegmentUdf {
             Field::new("text", DataType::Utf8, true),
             Field::new("first_word", DataType::Int32, true),
             Field::new("last_word", DataType::Int32, true),
+            Field::new("speak", DataType::Boolean, true),
             Field::new("audio", DataType::LargeBinary, true),
             Field::new("reason", DataType::Utf8, true),
         ])
@@ -295,7 +316,7 @@ impl ResegmentUdf {
 }
 
 /// A segment's words from a `words` list value.
-fn timed_words(list: &ListArray, row: usize) -> Vec<TimedWord> {
+pub(crate) fn timed_words(list: &ListArray, row: usize) -> Vec<TimedWord> {
     if list.is_null(row) {
         return Vec::new();
     }
@@ -348,7 +369,7 @@ impl ScalarUDFImpl for ResegmentUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let params: Params = crate::udf::literal_json(&args.args[5], self.name())?;
+        let cut: Cut = crate::udf::literal_json(&args.args[5], self.name())?;
         let ids = string_values(&args.args[0], rows)?;
         let float = |i: usize| -> DfResult<Float64Array> {
             let a = args.args[i].to_array(rows)?;
@@ -379,7 +400,13 @@ impl ScalarUDFImpl for ResegmentUdf {
                 out.reject(&id, "bad_audio: no audio");
             } else {
                 let pcm = audio.value(row);
-                for (k, piece) in plan_pieces(&timed, start, end, &params).iter().enumerate() {
+                let pieces = match &cut {
+                    Cut::Sentences(params) => plan_pieces(&timed, start, end, params),
+                    Cut::Modality(params) => {
+                        crate::wordspan::plan_runs(&timed, start, end, &id, params)
+                    }
+                };
+                for (k, piece) in pieces.iter().enumerate() {
                     let byte = |t: f64| {
                         ((((t - start) * 16_000.0).round() as usize) * 2).min(pcm.len() & !1)
                     };
@@ -387,13 +414,10 @@ impl ScalarUDFImpl for ResegmentUdf {
                         .iter()
                         .map(|w| w.word.as_str())
                         .collect();
-                    out.piece(
-                        &id,
-                        k,
-                        piece,
-                        text.join(" "),
-                        &pcm[byte(piece.start_s)..byte(piece.end_s)],
-                    );
+                    // A written run needs no audio.
+                    let samples = (piece.speak != Some(false))
+                        .then(|| &pcm[byte(piece.start_s)..byte(piece.end_s)]);
+                    out.piece(&id, k, piece, text.join(" "), samples);
                 }
             }
             offsets.push(out.len() as i32);
@@ -422,6 +446,7 @@ struct Pieces {
     text: Vec<Option<String>>,
     first: Vec<Option<i32>>,
     last: Vec<Option<i32>>,
+    speak: Vec<Option<bool>>,
     audio: Vec<Option<Vec<u8>>>,
     reason: Vec<Option<String>>,
 }
@@ -431,7 +456,7 @@ impl Pieces {
         self.id.len()
     }
 
-    fn piece(&mut self, parent: &str, k: usize, p: &Piece, text: String, pcm: &[u8]) {
+    fn piece(&mut self, parent: &str, k: usize, p: &Piece, text: String, pcm: Option<&[u8]>) {
         let ms = |s: f64| (s * 1000.0).round() / 1000.0;
         self.id.push(Some(format!("{parent}.{k}")));
         self.parent.push(Some(parent.to_string()));
@@ -442,7 +467,8 @@ impl Pieces {
         self.text.push(Some(text));
         self.first.push(Some(p.first as i32));
         self.last.push(Some(p.last as i32));
-        self.audio.push(Some(pcm.to_vec()));
+        self.speak.push(p.speak);
+        self.audio.push(pcm.map(<[u8]>::to_vec));
         self.reason.push(None);
     }
 
@@ -456,6 +482,7 @@ impl Pieces {
         self.text.push(None);
         self.first.push(None);
         self.last.push(None);
+        self.speak.push(None);
         self.audio.push(None);
         self.reason.push(Some(reason.to_string()));
     }
@@ -471,6 +498,7 @@ impl Pieces {
             Arc::new(StringArray::from(self.text)),
             Arc::new(Int32Array::from(self.first)),
             Arc::new(Int32Array::from(self.last)),
+            Arc::new(BooleanArray::from(self.speak)),
             Arc::new(LargeBinaryArray::from_iter(self.audio)),
             Arc::new(StringArray::from(self.reason)),
         ];

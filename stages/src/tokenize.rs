@@ -1,6 +1,7 @@
 //! Stage `tokenize`: every span as tokens, text or speech.
 //!
-//! Inputs: the spans (`textspan`), their speech (`tts`, joined on `span_id`) and the
+//! Inputs: the spans (`textspan`, or `wordspan` for real speech), their speech (`tts`,
+//! or `wordspan` again; joined on `span_id`) and the
 //! codebook (`fit_units`; not with `speech_tokenizer = "onnx:<path>"`, a user's
 //! CosyVoice S3Tokenizer-style model: Whisper's 128-bin log-mel in, integer tokens
 //! below `speech_vocab_size` out, `speechmill_models::speech_tokenizer`). A span with `speak` and audio becomes speech units: Whisper
@@ -301,7 +302,8 @@ impl ConfiguredStage for ConfiguredTokenize {
         };
         let config =
             serde_json::to_string(&self.config(cx)?).map_err(|e| Error::node(&cx.node, e))?;
-        let select = stage_output(&schema, &[], "__tokens", &TokenizeUdf::fields());
+        // Spans that carry their own audio (`wordspan`) leave it here: tokens only.
+        let select = stage_output(&schema, &["audio"], "__tokens", &TokenizeUdf::fields());
         Ok(cx
             .session
             .sql(&format!(

@@ -21,4 +21,4 @@ pub use distance::{cer, cer_normalized, edit_distance, wer, wer_normalized};
 pub use lang::text_lang;
 pub use normalize::normalize_text;
 pub use rate::chars_per_sec;
-pub use spans::{normalize_for_speech, sentences, spoken_spans};
+pub use spans::{modality_runs, normalize_for_speech, sentences, spoken_spans};

@@ -56,6 +56,34 @@ pub fn spoken_spans(n: usize, eta: f64, seed: u64, key: &str) -> Vec<bool> {
     speak
 }
 
+/// SpiritLM-style modality runs over `n` words: consecutive runs of `min_words` to
+/// `max_words` words (the last may be shorter), alternately spoken and written, the
+/// first run's modality and every run's length drawn from a generator seeded with
+/// `seed` and `key` (the segment id), so a segment's runs never depend on the others.
+/// Each run: its words and whether it is spoken.
+pub fn modality_runs(
+    n: usize,
+    min_words: usize,
+    max_words: usize,
+    seed: u64,
+    key: &str,
+) -> Vec<(std::ops::Range<usize>, bool)> {
+    let (min_words, max_words) = (min_words.max(1), max_words.max(min_words.max(1)));
+    let mut state = seed ^ fnv1a(key.as_bytes());
+    let mut speak = splitmix64(&mut state) & 1 == 1;
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len =
+            min_words + (splitmix64(&mut state) % (max_words - min_words + 1) as u64) as usize;
+        let end = (start + len).min(n);
+        runs.push((start..end, speak));
+        speak = !speak;
+        start = end;
+    }
+    runs
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
@@ -73,6 +101,26 @@ fn splitmix64(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modality_runs_alternate_cover_every_word_and_follow_the_seed() {
+        let runs = modality_runs(23, 2, 5, 7, "seg-1");
+        assert_eq!(runs.first().unwrap().0.start, 0);
+        assert_eq!(runs.last().unwrap().0.end, 23);
+        for pair in runs.windows(2) {
+            assert_eq!(pair[0].0.end, pair[1].0.start);
+            assert_ne!(pair[0].1, pair[1].1, "modalities alternate");
+        }
+        for (i, (range, _)) in runs.iter().enumerate() {
+            assert!(range.len() <= 5 && (range.len() >= 2 || i + 1 == runs.len()));
+        }
+        assert_eq!(runs, modality_runs(23, 2, 5, 7, "seg-1"));
+        let others: Vec<_> = (0..8)
+            .map(|k| modality_runs(23, 2, 5, k, "seg-1"))
+            .collect();
+        assert!(others.iter().any(|r| *r != runs), "the seed matters");
+        assert!(modality_runs(0, 2, 5, 7, "x").is_empty());
+    }
 
     #[test]
     fn speech_text_is_composed_spaced_and_spells_numbers_where_it_can() {
