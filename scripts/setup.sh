@@ -333,6 +333,11 @@ derive "silero sequence graph" "$CACHE/models/silero_vad_sequence.onnx.stamp" \
 derive "dnsmos split graphs" "$CACHE/models/dnsmos/split.stamp" \
   "$REPO/models/tools/dnsmos_split.py" "$CACHE/models/dnsmos/sig_bak_ovr.onnx" \
   "$CACHE/models/dnsmos/sig_bak_ovr_front.onnx" "$CACHE/models/dnsmos/sig_bak_ovr_back.onnx"
+# Piper's phoneme durations give synthesized words their times
+# (models/tools/piper_durations.py).
+derive "piper durations graph" "$CACHE/models/piper/en_US-joe-medium.durations.onnx.stamp" \
+  "$REPO/models/tools/piper_durations.py" "$CACHE/models/piper/en_US-joe-medium.onnx" \
+  "$CACHE/models/piper/en_US-joe-medium.durations.onnx"
 
 # ---------------------------------------------------------------- demo audio
 DEMO="$CACHE/demo-audio"

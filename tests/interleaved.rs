@@ -659,3 +659,112 @@ fn real_speech_switches_modality_at_aligned_word_boundaries() {
     let spoken_runs = runs.iter().filter(|r| r["speak"] == true).count();
     assert_eq!(speech_spans, spoken_runs);
 }
+
+#[test]
+fn piper_word_times_equal_piper_tts_own_alignments() {
+    let Some(python) = peers_python("piper-tts alignments") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sentences = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Speech models learn from very large corpora, cut into short pieces.",
+        "Where are the trains to Edinburgh and Glasgow this evening?",
+    ];
+    let corpus: Vec<String> = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"id": format!("d{i}"), "text": t, "language": "en"}).to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("c.jsonl"), corpus.join("\n")).unwrap();
+    let dag = write_dag(
+        dir.path(),
+        "tts.toml",
+        r#"[nodes.textspan]
+stage = "textspan"
+params = { paths = ["c.jsonl"], eta = 1.0 }
+
+[nodes.tts]
+stage = "tts"
+inputs = ["textspan"]
+params = { noise_scale = 0.0, noise_w = 0.0 }
+"#,
+    );
+    ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "t"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(
+        ok(speechmill(dir.path()).args([
+            "sql",
+            "--store",
+            "t",
+            "--format",
+            "json",
+            "SELECT text, backend, duration_s, words FROM tts ORDER BY doc_id",
+        ]))
+        .trim(),
+    )
+    .unwrap();
+    // piper-tts itself (its model patched in memory for the same durations) on the same
+    // phonemes: the system's espeak-ng program, as speechmill phonemizes (piper-tts's
+    // bundled espeak-ng data is another version and reads some words differently,
+    // which moves every duration of the sentence); clauses joined by ", " (these texts'
+    // only inner punctuation), then the final mark. Word times from its phonemes:
+    // words between spaces, each phoneme with its pad, punctuation in none.
+    let script = "import json, subprocess, sys\nfrom piper import PiperVoice, SynthesisConfig\n\
+        v = PiperVoice.load(sys.argv[1], include_alignments=True)\n\
+        cfg = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)\nout = []\n\
+        for text in json.loads(sys.stdin.read()):\n\
+        \x20   ipa = subprocess.run(['espeak-ng', '-q', '--ipa', '-v', 'en-us'], input=text, text=True, capture_output=True, check=True).stdout\n\
+        \x20   lines = [l.strip() for l in ipa.replace('\\u200d', '').replace('_', '').splitlines() if l.strip()]\n\
+        \x20   phonemes = list(', '.join(lines) + text[-1])\n\
+        \x20   audio, n = v.phoneme_ids_to_audio(v.phonemes_to_ids(phonemes), cfg, include_alignments=True)\n\
+        \x20   assert n is not None, 'no alignments'\n\
+        \x20   words, cur, pos = [], None, 2\n\
+        \x20   t = int(n[0]) + int(n[1])\n\
+        \x20   for p in phonemes:\n\
+        \x20       if v.config.phoneme_id_map.get(p) is None:\n\
+        \x20           continue\n\
+        \x20       span = int(n[pos]) + int(n[pos + 1])\n\
+        \x20       if p == ' ':\n\
+        \x20           cur = None\n\
+        \x20       elif p not in ',.;:!?':\n\
+        \x20           if cur is None:\n\
+        \x20               cur = [t, t]\n\
+        \x20               words.append(cur)\n\
+        \x20           cur[1] = t + span\n\
+        \x20       t += span\n\
+        \x20       pos += 2\n\
+        \x20   out.append([[a / 22050, b / 22050] for a, b in words])\n\
+        print(json.dumps(out))";
+    let voice = cache_dir().join("models/piper/en_US-joe-medium.onnx");
+    let want = ok_with_stdin(
+        Command::new(&python).arg("-c").arg(script).arg(&voice),
+        &serde_json::to_vec(&sentences).unwrap(),
+    );
+    let want: Vec<Vec<(f64, f64)>> = serde_json::from_str(want.trim()).unwrap();
+    let mut worst: f64 = 0.0;
+    for (row, want) in rows.iter().zip(&want) {
+        assert_eq!(row["backend"], "piper", "{row}");
+        let words = row["words"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no words: {row}"));
+        let text: Vec<&str> = row["text"].as_str().unwrap().split_whitespace().collect();
+        let got: Vec<&str> = words.iter().map(|w| w["word"].as_str().unwrap()).collect();
+        assert_eq!(got, text, "every word as written");
+        assert_eq!(words.len(), want.len(), "{row}");
+        for (w, (a, b)) in words.iter().zip(want) {
+            let (s, e) = (w["start_s"].as_f64().unwrap(), w["end_s"].as_f64().unwrap());
+            worst = worst.max((s - a).abs()).max((e - b).abs());
+            assert!(
+                s < e && e <= row["duration_s"].as_f64().unwrap() + 1e-3,
+                "{w}"
+            );
+        }
+    }
+    eprintln!(
+        "largest difference from piper-tts's word times: {:.1} ms",
+        worst * 1000.0
+    );
+    assert!(worst < 0.015, "word times {worst} s from piper-tts's");
+}

@@ -64,6 +64,11 @@ pub fn needed() -> Vec<Needed> {
             .map(|f| format!("models/{}/{f}", crate::dnsmos::MODEL_NAME))
             .collect(),
     });
+    out.push(Needed {
+        what: "Piper voice durations graph".into(),
+        used_by: "tts (word times)".into(),
+        files: vec!["models/piper/en_US-joe-medium.durations.onnx".into()],
+    });
     for a in &registry().artifacts {
         if a.name == "onnxruntime" {
             continue;

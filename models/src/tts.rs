@@ -42,11 +42,39 @@ const CLAUSE_END: [char; 6] = ['.', ',', ';', ':', '!', '?'];
 /// Closing quotes and brackets that may follow clause punctuation.
 const CLOSERS: [char; 8] = ['"', '\'', '”', '’', ')', ']', '}', '»'];
 
-/// Synthesized audio, mono `f32` in [-1, 1].
+/// Synthesized audio, mono `f32` in [-1, 1], with its words' times where the backend
+/// gives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speech {
     pub samples: Vec<f32>,
     pub sample_rate: u32,
+    /// Every word of the text in order, from the voice's phoneme durations (Piper
+    /// voices with a durations graph); `None` where there are none or espeak-ng's
+    /// words could not be matched to the text's.
+    pub words: Option<Vec<SpokenWord>>,
+}
+
+/// A word of synthesized speech and where it is in the audio, seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpokenWord {
+    pub word: String,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// The graph beside a Piper voice `<stem>.onnx` that also outputs its phoneme
+/// durations (`durations`, frames per input id): `models/tools/piper_durations.py`,
+/// run by setup for the registry's voice, for any voice by hand.
+pub fn durations_graph(onnx: &Path) -> PathBuf {
+    onnx.with_extension("durations.onnx")
+}
+
+/// One sentence of model input: the ids, the word each id belongs to (`None`: the
+/// markers, pauses between words and punctuation) and the sentence's words as written.
+struct SentenceInput {
+    ids: Vec<i64>,
+    word_of: Vec<Option<usize>>,
+    words: Vec<String>,
 }
 
 impl Speech {
@@ -108,6 +136,9 @@ struct InferenceConfig {
 /// session (another is created when all are busy), so calls never queue on one lock.
 pub struct PiperVoice {
     path: PathBuf,
+    /// The graph sessions load: the durations graph where there is one.
+    session_path: PathBuf,
+    durations: bool,
     config: SessionConfig,
     sessions: Mutex<Vec<Session>>,
     voice: VoiceConfig,
@@ -217,7 +248,14 @@ impl PiperVoice {
                 });
             }
         }
-        let session = create_session(onnx, config)?;
+        let with_durations = durations_graph(onnx);
+        let session_path = if with_durations.is_file() {
+            with_durations
+        } else {
+            onnx.to_path_buf()
+        };
+        let session = create_session(&session_path, config)?;
+        let durations = session.outputs().iter().any(|o| o.name() == "durations");
         let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
         let has_sid = inputs.contains(&"sid");
         if !["input", "input_lengths", "scales"]
@@ -234,6 +272,8 @@ impl PiperVoice {
         }
         Ok(PiperVoice {
             path: onnx.to_path_buf(),
+            session_path,
+            durations,
             config: config.clone(),
             sessions: Mutex::new(vec![session]),
             voice,
@@ -278,30 +318,62 @@ impl PiperVoice {
     /// The model's input for each sentence of `text`; symbols the voice lacks are
     /// left out. Empty when there is nothing to say.
     pub fn phoneme_ids(&self, text: &str) -> std::result::Result<Vec<Vec<i64>>, String> {
+        Ok(self
+            .sentence_inputs(text)?
+            .into_iter()
+            .map(|s| s.ids)
+            .collect())
+    }
+
+    fn sentence_inputs(&self, text: &str) -> std::result::Result<Vec<SentenceInput>, String> {
         let id = |c: char| self.ids.get(&c).map(Vec::as_slice).unwrap_or_default();
         Ok(piper_phonemes(text, self.espeak_voice())?
-            .iter()
-            .map(|sentence| {
+            .into_iter()
+            .map(|(sentence, words)| {
                 let mut ids = Vec::with_capacity(2 * sentence.chars().count() + 3);
-                ids.extend_from_slice(id('^'));
-                ids.extend_from_slice(id('_'));
+                let mut word_of = Vec::with_capacity(ids.capacity());
+                let mut push = |symbol: &[i64], word: Option<usize>| {
+                    ids.extend_from_slice(symbol);
+                    word_of.extend(std::iter::repeat_n(word, symbol.len()));
+                };
+                push(id('^'), None);
+                push(id('_'), None);
+                // Words are what lies between spaces; punctuation belongs to none.
+                let (mut word, mut in_word) = (0usize, false);
                 for c in sentence.nfd() {
+                    let part = if c.is_whitespace() {
+                        if in_word {
+                            word += 1;
+                            in_word = false;
+                        }
+                        None
+                    } else if CLAUSE_END.contains(&c) || c.is_ascii_punctuation() {
+                        None
+                    } else {
+                        in_word = true;
+                        Some(word)
+                    };
                     let symbol = id(c);
                     if !symbol.is_empty() {
-                        ids.extend_from_slice(symbol);
-                        ids.extend_from_slice(id('_'));
+                        push(symbol, part);
+                        push(id('_'), part);
                     }
                 }
-                ids.extend_from_slice(id('$'));
-                ids
+                push(id('$'), None);
+                SentenceInput {
+                    ids,
+                    word_of,
+                    words,
+                }
             })
             .collect())
     }
 
-    /// Speaks `text`: one model run per sentence, concatenated.
+    /// Speaks `text`: one model run per sentence, concatenated; with word times when
+    /// the voice has a durations graph.
     pub fn synthesize(&self, text: &str, options: &PiperOptions) -> Result<Speech> {
         let sentences = self
-            .phoneme_ids(text)
+            .sentence_inputs(text)
             .map_err(|e| ModelError::InvalidInput(one_line(e)))?;
         let speaker = options.speaker.unwrap_or(0);
         if self.has_sid && !(0..self.speakers() as i64).contains(&speaker) {
@@ -311,22 +383,49 @@ impl PiperVoice {
                 self.speakers()
             )));
         }
+        let rate = f64::from(self.sample_rate());
         let silence = (options.sentence_silence_s.max(0.0) * self.sample_rate() as f32) as usize;
         let mut samples = Vec::new();
-        for (i, ids) in sentences.iter().enumerate() {
+        let mut words = self.durations.then(Vec::new);
+        for (i, sentence) in sentences.iter().enumerate() {
             if i > 0 {
                 samples.resize(samples.len() + silence, 0.0);
             }
-            self.run(ids, options, speaker, &mut samples)?;
+            let offset = samples.len();
+            let durations = self.run(&sentence.ids, options, speaker, &mut samples)?;
+            let timed = durations.and_then(|d| {
+                word_times(sentence, &d, samples.len() - offset).map(|w| {
+                    w.into_iter().map(|(word, a, b)| SpokenWord {
+                        word,
+                        start_s: (offset as f64 + a) / rate,
+                        end_s: (offset as f64 + b) / rate,
+                    })
+                })
+            });
+            words = match (words, timed) {
+                (Some(mut all), Some(timed)) => {
+                    all.extend(timed);
+                    Some(all)
+                }
+                _ => None,
+            };
         }
         Ok(Speech {
             samples,
             sample_rate: self.sample_rate(),
+            words,
         })
     }
 
-    /// One model run; appends its audio to `out`.
-    fn run(&self, ids: &[i64], o: &PiperOptions, speaker: i64, out: &mut Vec<f32>) -> Result<()> {
+    /// One model run; appends its audio to `out`; the frames per id where the graph
+    /// gives them.
+    fn run(
+        &self,
+        ids: &[i64],
+        o: &PiperOptions,
+        speaker: i64,
+        out: &mut Vec<f32>,
+    ) -> Result<Option<Vec<f32>>> {
         let ctx = || format!("Piper voice {}", self.path.display());
         let idle = self
             .sessions
@@ -335,7 +434,7 @@ impl PiperVoice {
             .pop();
         let mut session = match idle {
             Some(s) => s,
-            None => create_session(&self.path, &self.config)?,
+            None => create_session(&self.session_path, &self.config)?,
         };
         let result = (|| {
             let lengths = [ids.len() as i64];
@@ -356,7 +455,14 @@ impl PiperVoice {
                 .try_extract_tensor::<f32>()
                 .map_err(ort_error(ctx()))?;
             out.extend(audio.iter().map(|s| s.clamp(-1.0, 1.0)));
-            Ok(())
+            let durations = match outputs.get("durations") {
+                Some(d) => {
+                    let (_, d) = d.try_extract_tensor::<f32>().map_err(ort_error(ctx()))?;
+                    (d.len() == ids.len()).then(|| d.to_vec())
+                }
+                None => None,
+            };
+            Ok(durations)
         })();
         self.sessions
             .lock()
@@ -364,6 +470,39 @@ impl PiperVoice {
             .push(session);
         result
     }
+}
+
+/// Each word of `sentence` with its first and last sample in the sentence's audio
+/// (`samples` long), from the frames per id; `None` when espeak-ng's words are not
+/// the text's one for one (it reads some tokens as several words or none).
+fn word_times(
+    sentence: &SentenceInput,
+    frames: &[f32],
+    samples: usize,
+) -> Option<Vec<(String, f64, f64)>> {
+    let total: f64 = frames.iter().map(|&f| f64::from(f)).sum();
+    let spoken = sentence.word_of.iter().flatten().max().map_or(0, |w| w + 1);
+    if total <= 0.0 || spoken != sentence.words.len() {
+        return None;
+    }
+    // Samples per frame: the decoder's hop (256 for Piper's voices).
+    let hop = samples as f64 / total;
+    let mut at = 0.0;
+    let mut spans: Vec<Option<(f64, f64)>> = vec![None; spoken];
+    for (&word, &f) in sentence.word_of.iter().zip(frames) {
+        let next = at + f64::from(f) * hop;
+        if let Some(w) = word {
+            let span = spans[w].get_or_insert((at, next));
+            span.1 = next;
+        }
+        at = next;
+    }
+    sentence
+        .words
+        .iter()
+        .zip(spans)
+        .map(|(word, span)| span.map(|(a, b)| (word.clone(), a, b)))
+        .collect()
 }
 
 /// A clause of the text and the punctuation that ends it.
@@ -414,7 +553,11 @@ fn clauses(text: &str) -> Vec<Clause<'_>> {
 
 /// The IPA of each sentence of `text` as piper feeds it to a voice: clauses with their
 /// punctuation, `, ; :` followed by a space, a sentence ending at `. ! ?`.
-fn piper_phonemes(text: &str, voice: &str) -> std::result::Result<Vec<String>, String> {
+/// Each sentence with its words as written.
+fn piper_phonemes(
+    text: &str,
+    voice: &str,
+) -> std::result::Result<Vec<(String, Vec<String>)>, String> {
     let clauses = clauses(text);
     if clauses.is_empty() {
         return Ok(Vec::new());
@@ -428,26 +571,34 @@ fn piper_phonemes(text: &str, voice: &str) -> std::result::Result<Vec<String>, S
             .collect::<std::result::Result<_, _>>()?;
     }
     let mut sentences = Vec::new();
-    let mut current = String::new();
+    let (mut current, mut words) = (String::new(), Vec::new());
     for (clause, ipa) in clauses.iter().zip(lines) {
         if ipa.is_empty() {
             continue;
         }
         current.push_str(&ipa);
+        // Words espeak-ng speaks: those with a letter or digit.
+        words.extend(
+            clause
+                .text
+                .split_whitespace()
+                .filter(|w| w.chars().any(char::is_alphanumeric))
+                .map(str::to_string),
+        );
         match clause.punct {
             Some(p @ ('.' | '!' | '?')) => {
                 current.push(p);
-                sentences.push(std::mem::take(&mut current));
+                sentences.push((std::mem::take(&mut current), std::mem::take(&mut words)));
             }
             Some(p) => {
                 current.push(p);
                 current.push(' ');
             }
-            None => sentences.push(std::mem::take(&mut current)),
+            None => sentences.push((std::mem::take(&mut current), std::mem::take(&mut words))),
         }
     }
     if !current.is_empty() {
-        sentences.push(current);
+        sentences.push((current, words));
     }
     Ok(sentences)
 }
@@ -529,6 +680,7 @@ pub fn espeak_synthesize(text: &str, voice: &str) -> std::result::Result<Speech,
     Ok(Speech {
         samples,
         sample_rate: spec.sample_rate,
+        words: None,
     })
 }
 
@@ -591,13 +743,16 @@ mod tests {
         // espeak-ng cuts after `Mr.` but not after `e.g.`, so the clauses went to it one
         // by one, and `e.g.` ended a sentence as it does for piper's own clause cutter.
         assert_eq!(s.len(), 5, "{s:?}");
-        assert_eq!(s[0], "həlˈoʊ, wˈɜːld.");
-        assert_eq!(s[1], "hˈaʊ ɑːɹ juː?");
-        assert_eq!(s[2], "mˈɪstɚ.");
-        assert_eq!(s[4], "lˈɛft");
+        assert_eq!(s[0].0, "həlˈoʊ, wˈɜːld.");
+        assert_eq!(s[0].1, ["Hello,", "world."]);
+        assert_eq!(s[1].0, "hˈaʊ ɑːɹ juː?");
+        assert_eq!(s[2].0, "mˈɪstɚ.");
+        assert_eq!(s[4].0, "lˈɛft");
         // Matched by count: one espeak-ng call for the whole text.
         let s = piper_phonemes("One: two; three, four. Five", "en-us").unwrap();
-        assert_eq!(s, ["wˈʌn: tˈuː; θɹˈiː, fˈoːɹ.", "fˈaɪv"]);
+        let ipa: Vec<&str> = s.iter().map(|(ipa, _)| ipa.as_str()).collect();
+        assert_eq!(ipa, ["wˈʌn: tˈuː; θɹˈiː, fˈoːɹ.", "fˈaɪv"]);
+        assert_eq!(s[0].1, ["One:", "two;", "three,", "four."]);
     }
 
     #[test]

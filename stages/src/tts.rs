@@ -10,8 +10,11 @@
 //! espeak-ng voice of its code. Audio is resampled to 16 kHz PCM16, like segments.
 //!
 //! Columns: the span's (`span_id`, `doc_id`, `span_index`, `text`, `language`, …),
-//! then `audio`, `sample_rate`, `duration_s`, `backend`, `voice` and `start_s` (0:
-//! a span's audio is its own source, so it feeds `asr` or `quality` like a segment). Rejects:
+//! then `audio`, `sample_rate`, `duration_s`, `backend`, `voice`, `words` (each word's
+//! `{word, start_s, end_s, score}` from the Piper voice's phoneme durations, `score` 0:
+//! the synthesizer's own times; NULL for espeak-ng, or where espeak-ng's words are not
+//! the text's one for one) and `start_s` (0: a span's audio is its own source, so it
+//! feeds `asr`, `quality` or `resegment` like a segment). Rejects:
 //! `no_voice` (no backend speaks the language), `tts_failed`.
 
 use std::collections::BTreeMap;
@@ -26,14 +29,14 @@ use datafusion::logical_expr::{
 };
 use serde::{Deserialize, Serialize};
 use speechmill_models::phoneme_ctc::espeak_voice;
-use speechmill_models::tts::{self, PIPER_VOICE, PiperVoice, Speech};
+use speechmill_models::tts::{self, PIPER_VOICE, PiperVoice, Speech, SpokenWord};
 use speechmill_models::{Device, ModelRef, SessionConfig};
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
 use speechmill_pipeline::{Error, Result};
 
 use crate::audio::TARGET_RATE;
 use crate::columns::{quote, stage_output};
-use crate::udf::{string_array, string_values};
+use crate::udf::{WordLists, string_array, string_values};
 
 /// `tts` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -175,7 +178,8 @@ impl ConfiguredStage for ConfiguredTts {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: `words`.
+        2
     }
 
     fn input_arity(&self) -> InputArity {
@@ -273,7 +277,24 @@ impl TtsUdf {
             Field::new("duration_s", DataType::Float64, true),
             Field::new("backend", DataType::Utf8, true),
             Field::new("voice", DataType::Utf8, true),
+            Field::new(
+                "words",
+                DataType::List(Arc::new(Field::new_list_field(
+                    DataType::Struct(Self::word_fields()),
+                    true,
+                ))),
+                true,
+            ),
             Field::new("reason", DataType::Utf8, true),
+        ])
+    }
+
+    fn word_fields() -> Fields {
+        Fields::from(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("start_s", DataType::Float64, false),
+            Field::new("end_s", DataType::Float64, false),
+            Field::new("score", DataType::Float64, false),
         ])
     }
 }
@@ -284,9 +305,10 @@ struct Spoken {
     duration_s: f64,
     backend: &'static str,
     voice: String,
+    words: Option<Vec<SpokenWord>>,
 }
 
-fn to_pcm16_16k(speech: Speech) -> std::result::Result<(Vec<u8>, f64), String> {
+fn to_pcm16_16k(speech: &Speech) -> std::result::Result<(Vec<u8>, f64), String> {
     let samples = crate::audio::resample_to_16k(&speech.samples, speech.sample_rate)
         .map_err(|e| format!("tts_failed: resampling: {e}"))?;
     let duration = samples.len() as f64 / TARGET_RATE as f64;
@@ -344,12 +366,15 @@ impl ScalarUDFImpl for TtsUdf {
                     voice
                         .synthesize(text, &options)
                         .map_err(|e| format!("tts_failed: {e}"))
-                        .and_then(to_pcm16_16k)
-                        .map(|(pcm, duration_s)| Spoken {
-                            pcm,
-                            duration_s,
-                            backend: "piper",
-                            voice: model.name.clone(),
+                        .and_then(|speech| {
+                            let (pcm, duration_s) = to_pcm16_16k(&speech)?;
+                            Ok(Spoken {
+                                pcm,
+                                duration_s,
+                                backend: "piper",
+                                voice: model.name.clone(),
+                                words: speech.words,
+                            })
                         })
                 }
                 Backend::Espeak(voice) => {
@@ -360,12 +385,13 @@ impl ScalarUDFImpl for TtsUdf {
                     } else {
                         tts::espeak_synthesize(text, &voice)
                             .map_err(|e| format!("tts_failed: {e}"))
-                            .and_then(to_pcm16_16k)
+                            .and_then(|speech| to_pcm16_16k(&speech))
                             .map(|(pcm, duration_s)| Spoken {
                                 pcm,
                                 duration_s,
                                 backend: "espeak",
                                 voice: voice.clone(),
+                                words: None,
                             })
                     }
                 }
@@ -376,6 +402,15 @@ impl ScalarUDFImpl for TtsUdf {
                 } else {
                     Ok(s)
                 }
+            }));
+        }
+        let ms = |s: f64| (s * 1000.0).round() / 1000.0;
+        let mut words = WordLists::new(TtsUdf::word_fields());
+        for o in &out {
+            words.push_row(o.as_ref().ok().and_then(|s| s.words.as_ref()).map(|w| {
+                w.iter()
+                    .map(|w| (w.word.clone(), ms(w.start_s), ms(w.end_s), 0.0))
+                    .collect::<Vec<_>>()
             }));
         }
         let columns: Vec<ArrayRef> = vec![
@@ -395,6 +430,7 @@ impl ScalarUDFImpl for TtsUdf {
                     .map(|o| o.as_ref().ok().map(|s| s.backend.to_string())),
             ),
             string_array(out.iter().map(|o| o.as_ref().ok().map(|s| s.voice.clone()))),
+            words.finish()?,
             string_array(out.iter().map(|o| o.as_ref().err().cloned())),
         ];
         Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
