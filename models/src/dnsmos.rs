@@ -47,9 +47,12 @@ const CHANNELS: usize = 32;
 const BINS: usize = 161;
 /// Frames each way that the front's four 3×3 convolutions reach.
 const REACH: usize = 4;
+/// Frames whose windows are scored together: their features are kept (20 KB per
+/// frame); a 30 s clip's 22 windows span 3,000 frames, one group.
+const GROUP_FRAMES: usize = 3_000;
 /// Frames of front output per call, bounding its activations (~80 KB per frame in the
-/// widest layer): a 30 s clip's 22 windows span 3,000 frames, one call.
-const FRONT_FRAMES_PER_RUN: usize = 3_000;
+/// widest layer, which ONNX Runtime's arena keeps).
+const FRONT_FRAMES_PER_RUN: usize = 600;
 /// Windows per back call (18.5 MB of features each).
 const WINDOWS_PER_BACK_RUN: usize = 4;
 
@@ -223,23 +226,34 @@ impl Dnsmos {
         let mut input = Vec::new();
         let mut group_start = 0;
         while group_start < starts.len() {
-            // Windows whose frames fit one front call.
+            // Windows whose frames fit one group.
             let first = starts[group_start] / FRAME_HOP;
             let mut group_end = group_start + 1;
             while group_end < starts.len()
-                && starts[group_end] / FRAME_HOP + WINDOW_FRAMES - first <= FRONT_FRAMES_PER_RUN
+                && starts[group_end] / FRAME_HOP + WINDOW_FRAMES - first <= GROUP_FRAMES
             {
                 group_end += 1;
             }
             let group = &starts[group_start..group_end];
             group_start = group_end;
-            // The group's frames and the convolutions' reach beyond them: exact for every
-            // frame at least REACH frames inside a window.
+            // The group's features, a call per FRONT_FRAMES_PER_RUN frames, each with the
+            // convolutions' reach beyond it: exact for every frame at least REACH frames
+            // inside a window.
             let last = group[group.len() - 1] / FRAME_HOP + WINDOW_FRAMES;
-            let (from, to) = (first.saturating_sub(REACH), (last + REACH).min(available));
-            input.clear();
-            frames(audio, from, to, &mut input);
-            let shared = self.front(front, &input, 1, to - from)?;
+            let rows = last - first;
+            let mut shared = vec![0f32; CHANNELS * rows * BINS];
+            for chunk in (first..last).step_by(FRONT_FRAMES_PER_RUN) {
+                let end = (chunk + FRONT_FRAMES_PER_RUN).min(last);
+                let (from, to) = (chunk.saturating_sub(REACH), (end + REACH).min(available));
+                input.clear();
+                frames(audio, from, to, &mut input);
+                let out = self.front(front, &input, 1, to - from)?;
+                for c in 0..CHANNELS {
+                    let src =
+                        &out[(c * (to - from) + chunk - from) * BINS..][..(end - chunk) * BINS];
+                    shared[(c * rows + chunk - first) * BINS..][..src.len()].copy_from_slice(src);
+                }
+            }
             // Each window's first and last 2 × REACH frames on their own, with the
             // window's zero padding beyond them: exact for the REACH frames at its edges.
             let edge = 2 * REACH;
@@ -255,12 +269,11 @@ impl Dnsmos {
                 );
             }
             let edges = self.front(front, &input, 2 * group.len(), edge)?;
-            let rows = to - from;
             for (k, chunk) in group.chunks(WINDOWS_PER_BACK_RUN).enumerate() {
                 let mut features = Vec::with_capacity(chunk.len() * CHANNELS * plane);
                 for (j, &s) in chunk.iter().enumerate() {
                     let w = k * WINDOWS_PER_BACK_RUN + j;
-                    let offset = s / FRAME_HOP - from;
+                    let offset = s / FRAME_HOP - first;
                     for c in 0..CHANNELS {
                         let head = &edges[((2 * w) * CHANNELS + c) * edge * BINS..][..edge * BINS];
                         let tail =
