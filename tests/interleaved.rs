@@ -21,21 +21,21 @@ fn corpus() -> String {
 /// Runs dags/interleaved.toml into `store`, its shards into `<dir>/<store>-shards`,
 /// with `extra` `--set`s; the run's output.
 fn run_interleaved(dir: &Path, store: &str, extra: &[&str]) -> String {
+    let out = dir.join(format!("{store}-shards")).display().to_string();
+    ok(&mut interleaved_command(dir, store, &out, extra))
+}
+
+/// The command running dags/interleaved.toml into `store`, its shards into `out`.
+fn interleaved_command(dir: &Path, store: &str, out: &str, extra: &[&str]) -> Command {
     let dag = repo_root().join("dags/interleaved.toml");
     let mut cmd = speechmill(dir);
     cmd.args(["run", dag.to_str().unwrap(), "--store", store])
         .args(["--set", &format!("textspan.paths=[\"{}\"]", corpus())])
-        .args([
-            "--set",
-            &format!(
-                "shard.out=\"{}\"",
-                dir.join(format!("{store}-shards")).display()
-            ),
-        ]);
+        .args(["--set", &format!("shard.out=\"{out}\"")]);
     for s in extra {
         cmd.args(["--set", s]);
     }
-    ok(&mut cmd)
+    cmd
 }
 
 /// The status (`ran` / `cached`) of `node` in a run's output table.
@@ -235,6 +235,24 @@ fn token_shards_read_back_to_the_unspoken_text_and_units_are_reproducible() {
             &std::fs::read(dir.path().join("b-shards").join(file)).unwrap(),
             bytes,
             "{file} differs between two fresh runs"
+        );
+    }
+
+    // The same shards to S3 (moto): only the shard node runs again, and its objects
+    // are the local files byte for byte.
+    let moto = start_moto();
+    create_bucket(moto.port, "tokens");
+    let to_s3 = ok(s3_env(
+        &mut interleaved_command(dir.path(), "b", "s3://tokens/interleaved", &[]),
+        moto.port,
+    ));
+    assert_eq!(status(&to_s3, "tts"), "cached", "{to_s3}");
+    assert_eq!(status(&to_s3, "shard"), "ran", "{to_s3}");
+    for (file, bytes) in files.iter().zip(&first) {
+        assert_eq!(
+            &get_object(moto.port, "tokens", &format!("interleaved/{file}")),
+            bytes,
+            "s3://tokens/interleaved/{file}"
         );
     }
 }

@@ -214,6 +214,28 @@ pub fn put_object(port: u16, bucket: &str, key: &str, body: &[u8]) {
     http_request(port, "PUT", &format!("/{bucket}/{key}"), body);
 }
 
+/// An object's bytes from moto, read by boto3 (setup's venv has it, for moto).
+pub fn get_object(port: u16, bucket: &str, key: &str) -> Vec<u8> {
+    let python = cache_dir().join("venv/bin/python");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                               aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read())",
+        )
+        .args([&format!("http://127.0.0.1:{port}"), bucket, key])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "get s3://{bucket}/{key}: {}",
+        stderr(&out)
+    );
+    out.stdout
+}
+
 fn http_request(port: u16, method: &str, path: &str, body: &[u8]) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
