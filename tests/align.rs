@@ -599,37 +599,56 @@ fn a_users_character_ctc_model_places_words_on_their_frames() {
         .args(symbols);
     ok(&mut build);
     // Frames of 20 ms at the level 0.1 × symbol; three frames per letter, a pause
-    // and the delimiter between words.
-    let words = ["BAD", "CAB", "DEAD"];
+    // and the delimiter between words. Three files of different lengths, so that a
+    // call of the model (batch_size 4, the default) pads two of them.
     let level = |c: char| symbols.iter().position(|s| *s == c.to_string()).unwrap();
-    let mut frames: Vec<usize> = vec![0; 10];
-    let mut truth = Vec::new();
-    for (i, word) in words.iter().enumerate() {
-        if i > 0 {
-            frames.extend([0, 0, 1, 1, 0, 0]);
+    let clip = |words: &[&str]| {
+        let mut frames: Vec<usize> = vec![0; 10];
+        let mut truth = Vec::new();
+        for (i, word) in words.iter().enumerate() {
+            if i > 0 {
+                frames.extend([0, 0, 1, 1, 0, 0]);
+            }
+            let start = frames.len();
+            for c in word.chars() {
+                frames.extend([level(c); 3]);
+            }
+            truth.push((start as f64 * 0.02, frames.len() as f64 * 0.02));
         }
-        let start = frames.len();
-        for c in word.chars() {
-            frames.extend([level(c); 3]);
-        }
-        truth.push((start as f64 * 0.02, frames.len() as f64 * 0.02));
-    }
-    frames.extend([0; 10]);
-    let audio: Vec<f32> = frames
-        .iter()
-        .flat_map(|&k| std::iter::repeat_n(0.1 * k as f32, 320))
-        .collect();
-    let wav = dir.path().join("levels.wav");
-    write_wav_16k(&wav, &audio);
-    let list = dir.path().join("list.jsonl");
-    std::fs::write(
-        &list,
-        format!(
-            "{}\n",
-            serde_json::json!({ "uri": wav.to_str().unwrap(), "language": "en", "text": "bad cab, \"dead\"!" })
+        frames.extend([0; 10]);
+        let audio: Vec<f32> = frames
+            .iter()
+            .flat_map(|&k| std::iter::repeat_n(0.1 * k as f32, 320))
+            .collect();
+        (audio, truth)
+    };
+    let files = [
+        (
+            "a-levels.wav",
+            vec!["BAD", "CAB", "DEAD"],
+            "bad cab, \"dead\"!",
         ),
-    )
-    .unwrap();
+        ("b-short.wav", vec!["CAB"], "cab"),
+        (
+            "c-long.wav",
+            vec!["DEAD", "BAD", "CAB", "ACE", "DAB"],
+            "dead bad cab ace dab",
+        ),
+    ];
+    let mut lines = String::new();
+    let mut truths = Vec::new();
+    for (name, words, text) in &files {
+        let (audio, truth) = clip(words);
+        let wav = dir.path().join(name);
+        write_wav_16k(&wav, &audio);
+        lines += &format!(
+            "{}\n",
+            serde_json::json!({ "uri": wav.to_str().unwrap(), "language": "en", "text": text })
+        );
+        truths.push(truth);
+    }
+    let list = dir.path().join("list.jsonl");
+    std::fs::write(&list, lines).unwrap();
     // These levels are no speech to the VAD: a threshold near 0 keeps the whole file.
     let dag = write_dag(
         dir.path(),
@@ -655,15 +674,27 @@ params = {{ method = "ctc", ctc_model = "{}", ctc_normalize = false }}
     );
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
     let got = aligned(dir.path(), "store");
-    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
     let written: Vec<&str> = got[0].1.iter().map(|(w, _, _)| w.as_str()).collect();
     assert_eq!(written, ["bad", "cab,", "\"dead\"!"]);
-    for ((word, start, end), (true_start, true_end)) in got[0].1.iter().zip(&truth) {
-        assert!(
-            (start - true_start).abs() < 1e-6 && (end - true_end).abs() < 1e-6,
-            "{word}: {start}–{end}, true {true_start}–{true_end}"
-        );
+    for ((uri, words, _), truth) in got.iter().zip(&truths) {
+        assert_eq!(words.len(), truth.len(), "{uri}");
+        for ((word, start, end), (true_start, true_end)) in words.iter().zip(truth) {
+            assert!(
+                (start - true_start).abs() < 1e-6 && (end - true_end).abs() < 1e-6,
+                "{uri} {word}: {start}–{end}, true {true_start}–{true_end}"
+            );
+        }
     }
+    // One segment per call aligns the same.
+    ok(speechmill(dir.path())
+        .args(["run", dag.to_str().unwrap(), "--store", "one"])
+        .args(["--set", "align.batch_size=1"]));
+    let one = aligned(dir.path(), "one");
+    assert_eq!(
+        one.iter().map(|(_, w, _)| w).collect::<Vec<_>>(),
+        got.iter().map(|(_, w, _)| w).collect::<Vec<_>>()
+    );
 
     // A vocabulary without the blank the params name: one line naming the param.
     let bad = write_dag(

@@ -207,6 +207,8 @@ pub struct UserCtc {
     waveform: String,
     extra: Vec<Extra>,
     output: String,
+    /// Whether padded clips get their own emissions (probed at load).
+    batches: bool,
     /// Symbol per id.
     pub symbols: Vec<String>,
 }
@@ -280,14 +282,51 @@ impl UserCtc {
             .first()
             .map(|o| o.name().to_string())
             .ok_or_else(|| bad("no outputs".into()))?;
-        Ok(UserCtc {
+        let mut model = UserCtc {
             session: Mutex::new(session),
             path,
             waveform,
             extra,
             output,
+            batches: false,
             symbols,
-        })
+        };
+        model.batches = !model.extra.is_empty() && model.padding_is_masked()?;
+        Ok(model)
+    }
+
+    /// Whether a clip padded beside a longer one gets the emissions it gets alone:
+    /// a mask or lengths input is not enough (a model may pool over its whole input),
+    /// so it is measured on a second of noise padded to a second and a half.
+    fn padding_is_masked(&self) -> Result<bool> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+                })
+                .collect()
+        };
+        let (short, long) = (noise(16_000), noise(24_000));
+        let alone = self.run_batch(&[&short], false, None)?;
+        let padded = self.run_batch(&[&short, &long], false, None)?;
+        let (a, fa, _) = &alone[0];
+        let (b, fb, _) = &padded[0];
+        let frames = (*fa).min(*fb) * self.symbols.len();
+        Ok(a[..frames]
+            .iter()
+            .zip(&b[..frames])
+            .all(|(x, y)| (x - y).abs() < 1e-2))
+    }
+
+    /// Whether clips of different lengths can share a call: the graph takes a mask or
+    /// lengths (wav2vec2-large / MMS exports) and, measured at load, a padded clip gets
+    /// the emissions it gets alone. Otherwise clips go one per call.
+    pub fn batches(&self) -> bool {
+        self.batches
     }
 
     /// Log-probabilities of one clip (16 kHz; zero mean and unit variance first when
@@ -299,36 +338,72 @@ impl UserCtc {
         normalize: bool,
         frame_s: Option<f64>,
     ) -> Result<(Vec<f32>, usize, f64)> {
+        let mut one = self.emissions_batch(&[samples], normalize, frame_s)?;
+        Ok(one.remove(0))
+    }
+
+    /// [`emissions`](Self::emissions) of several clips in one call, zero-padded to the
+    /// longest with the padding masked ([`batches`](Self::batches) must hold for more
+    /// than one clip). A clip's frames are its share of the output's, by length.
+    pub fn emissions_batch(
+        &self,
+        clips: &[&[f32]],
+        normalize: bool,
+        frame_s: Option<f64>,
+    ) -> Result<Vec<(Vec<f32>, usize, f64)>> {
+        if clips.len() > 1 && !self.batches() {
+            return Err(ModelError::InvalidInput(format!(
+                "CTC model ({}): padding changes its emissions, so clips cannot share a call",
+                self.path.display()
+            )));
+        }
+        self.run_batch(clips, normalize, frame_s)
+    }
+
+    /// One call over `clips`, zero-padded, the padding masked where the graph takes it.
+    fn run_batch(
+        &self,
+        clips: &[&[f32]],
+        normalize: bool,
+        frame_s: Option<f64>,
+    ) -> Result<Vec<(Vec<f32>, usize, f64)>> {
         let ctx = || format!("CTC model ({})", self.path.display());
-        let wave: Vec<f32> = if normalize {
-            let n = samples.len().max(1) as f64;
-            let mean = samples.iter().map(|&s| s as f64).sum::<f64>() / n;
-            let var = samples
-                .iter()
-                .map(|&s| (s as f64 - mean).powi(2))
-                .sum::<f64>()
-                / n;
-            let scale = 1.0 / (var + 1e-7).sqrt();
-            samples
-                .iter()
-                .map(|&s| ((s as f64 - mean) * scale) as f32)
-                .collect()
-        } else {
-            samples.to_vec()
-        };
+        let (n, longest) = (
+            clips.len(),
+            clips.iter().map(|c| c.len()).max().unwrap_or(0),
+        );
+        let mut wave = vec![0f32; n * longest];
+        for (row, clip) in wave.chunks_mut(longest.max(1)).zip(clips) {
+            row[..clip.len()].copy_from_slice(clip);
+            if normalize {
+                let len = clip.len().max(1) as f64;
+                let mean = clip.iter().map(|&s| s as f64).sum::<f64>() / len;
+                let var = clip.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / len;
+                let scale = 1.0 / (var + 1e-7).sqrt();
+                for v in &mut row[..clip.len()] {
+                    *v = ((*v as f64 - mean) * scale) as f32;
+                }
+            }
+        }
         let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::new();
-        let wave = Tensor::from_array(([1usize, wave.len()], wave)).map_err(ort_error(ctx()))?;
+        let wave = Tensor::from_array(([n, longest], wave)).map_err(ort_error(ctx()))?;
         inputs.push((&self.waveform, wave.into()));
         for e in &self.extra {
             let (name, value) = match e {
-                Extra::Lengths(n) => (
-                    n,
-                    Tensor::from_array(([1usize], vec![samples.len() as i64])),
+                Extra::Lengths(name) => (
+                    name,
+                    Tensor::from_array((
+                        [n],
+                        clips.iter().map(|c| c.len() as i64).collect::<Vec<_>>(),
+                    )),
                 ),
-                Extra::AttentionMask(n) => (
-                    n,
-                    Tensor::from_array(([1usize, samples.len()], vec![1i64; samples.len()])),
-                ),
+                Extra::AttentionMask(name) => {
+                    let mut mask = vec![0i64; n * longest];
+                    for (row, clip) in mask.chunks_mut(longest.max(1)).zip(clips) {
+                        row[..clip.len()].fill(1);
+                    }
+                    (name, Tensor::from_array(([n, longest], mask)))
+                }
             };
             inputs.push((name, value.map_err(ort_error(ctx()))?.into()));
         }
@@ -338,30 +413,46 @@ impl UserCtc {
             .try_extract_tensor::<f32>()
             .map_err(ort_error(ctx()))?;
         let vocabulary = self.symbols.len();
-        if shape.len() != 3 || shape[0] != 1 || shape[2] as usize != vocabulary || shape[1] < 1 {
+        if shape.len() != 3
+            || shape[0] as usize != n
+            || shape[2] as usize != vocabulary
+            || shape[1] < 1
+        {
             return Err(ModelError::Ort {
                 context: ctx(),
                 message: format!(
-                    "output `{}` of shape {shape:?}, want [1, frames, {vocabulary}] (the vocabulary's size)",
+                    "output `{}` of shape {shape:?}, want [{n}, frames, {vocabulary}] (the vocabulary's size)",
                     self.output
                 ),
             });
         }
-        let frames = shape[1] as usize;
-        let mut out = values[..frames * vocabulary].to_vec();
-        for row in out.chunks_mut(vocabulary) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-            let log_sum = max + sum.ln();
-            row.iter_mut().for_each(|v| *v -= log_sum);
-        }
+        let total = shape[1] as usize;
+        // Samples per frame, to the millisecond: convolutional front ends give a frame
+        // or so less than samples / stride.
         let step = frame_s.unwrap_or_else(|| {
-            // Samples per frame, to the millisecond: convolutional front ends give a
-            // frame or so less than samples / stride.
-            let per_frame = samples.len() as f64 / frames as f64 / SAMPLE_RATE;
+            let per_frame = longest as f64 / total as f64 / SAMPLE_RATE;
             (per_frame * 1000.0).round() / 1000.0
         });
-        Ok((out, frames, step))
+        Ok(clips
+            .iter()
+            .enumerate()
+            .map(|(i, clip)| {
+                let frames = if clip.len() == longest {
+                    total
+                } else {
+                    ((total * clip.len()) / longest.max(1)).clamp(1, total)
+                };
+                let row = &values[i * total * vocabulary..][..frames * vocabulary];
+                let mut out = row.to_vec();
+                for frame in out.chunks_mut(vocabulary) {
+                    let max = frame.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f32 = frame.iter().map(|v| (v - max).exp()).sum();
+                    let log_sum = max + sum.ln();
+                    frame.iter_mut().for_each(|v| *v -= log_sum);
+                }
+                (out, frames, step)
+            })
+            .collect())
     }
 }
 

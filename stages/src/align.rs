@@ -101,7 +101,8 @@ pub struct Params {
     /// ONNX Runtime threads per session (every partition has its own session).
     #[serde(default = "default_threads")]
     pub threads: usize,
-    /// Segments per Whisper encoder call.
+    /// Segments per Whisper encoder call, and per call of a user's CTC model that
+    /// takes a mask or lengths (the built-in phoneme model takes one at a time).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
 }
@@ -473,10 +474,79 @@ impl CtcAligner {
     }
 }
 
+impl CtcAligner {
+    /// Segments (samples, text, language) aligned, or their reject reasons, in order. A
+    /// user's model that marks its padding takes up to `batch_size` segments per call
+    /// (sorted by length, so little is padding). The built-in phoneme model goes one
+    /// segment per call: its squeeze-and-excitation blocks average over the whole
+    /// input, padding included, so padded segments would get other emissions.
+    fn align_rows(
+        &self,
+        rows: &[(&[f32], &str, &str)],
+        batch_size: usize,
+    ) -> speechmill_models::Result<Vec<std::result::Result<Aligned, String>>> {
+        let CtcAligner::User {
+            pool,
+            units,
+            normalize,
+            frame_s,
+        } = self
+        else {
+            return rows
+                .iter()
+                .map(|(samples, text, language)| self.align(samples, text, language))
+                .collect();
+        };
+        pool.with(|m| {
+            let targets: Vec<_> = rows
+                .iter()
+                .map(|(_, text, language)| ctc_targets(units, text, language))
+                .collect();
+            let mut results: Vec<std::result::Result<Aligned, String>> = targets
+                .iter()
+                .map(|t| match t {
+                    Ok(_) => Err("align_failed: not aligned".into()),
+                    Err(reason) => Err(reason.clone()),
+                })
+                .collect();
+            let mut ready: Vec<usize> = (0..rows.len()).filter(|&i| targets[i].is_ok()).collect();
+            ready.sort_by_key(|&i| rows[i].0.len());
+            let per_call = if m.batches() { batch_size.max(1) } else { 1 };
+            for group in ready.chunks(per_call) {
+                let clips: Vec<&[f32]> = group.iter().map(|&i| rows[i].0).collect();
+                match m.emissions_batch(&clips, *normalize, *frame_s) {
+                    Ok(emitted) => {
+                        for (&i, (emissions, frames, step)) in group.iter().zip(emitted) {
+                            if let Ok(t) = &targets[i] {
+                                results[i] = align_targets(units, t, &emissions, frames, step)
+                                    .map(|a| with_sound(a, rows[i].0));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for &i in group {
+                            results[i] = Err(e.to_string());
+                        }
+                    }
+                }
+            }
+            results
+        })
+    }
+}
+
 /// A CTC alignment with its words reaching over their sound ([`extend_to_sound`]).
 fn with_sound(mut aligned: Aligned, samples: &[f32]) -> Aligned {
     extend_to_sound(&mut aligned.words, samples);
     aligned
+}
+
+/// A text's CTC targets: its words, the targets, and per aligned word its index in
+/// `words` and its target positions.
+pub struct Targets {
+    words: Vec<String>,
+    targets: Vec<u32>,
+    placed: Vec<(usize, std::ops::Range<usize>)>,
 }
 
 /// Aligns `text` with a CTC model's emissions (`emit`: log-probabilities frames ×
@@ -488,13 +558,23 @@ pub fn align_ctc(
     language: &str,
     emit: impl FnOnce() -> std::result::Result<(Vec<f32>, usize, f64), String>,
 ) -> std::result::Result<Aligned, String> {
+    let targets = ctc_targets(units, text, language)?;
+    let (emissions, frames, frame_s) = emit()?;
+    align_targets(units, &targets, &emissions, frames, frame_s)
+}
+
+/// The targets of `text` in `units`, or why it has none that the model knows.
+pub fn ctc_targets(
+    units: &CtcUnits,
+    text: &str,
+    language: &str,
+) -> std::result::Result<Targets, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.is_empty() {
         return Err("no_text: the text is empty".into());
     }
     let word_targets = units.words(&words, language)?;
     let mut targets: Vec<u32> = Vec::new();
-    // Per aligned word: its index in `words` and its target positions.
     let mut placed: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
     for (i, tokens) in word_targets.into_iter().enumerate() {
         if tokens.is_empty() {
@@ -515,10 +595,25 @@ pub fn align_ctc(
             words.len()
         ));
     }
-    let (emissions, frames, frame_s) = emit()?;
+    Ok(Targets {
+        words: words.into_iter().map(str::to_string).collect(),
+        targets,
+        placed,
+    })
+}
+
+/// Forced alignment of `t` to `emissions` (frames × the units' vocabulary).
+pub fn align_targets(
+    units: &CtcUnits,
+    t: &Targets,
+    emissions: &[f32],
+    frames: usize,
+    frame_s: f64,
+) -> std::result::Result<Aligned, String> {
+    let (words, targets, placed) = (&t.words, &t.targets, &t.placed);
     let vocabulary = units.vocabulary();
     let blank = units.blank();
-    let alignment = forced_align(&emissions, vocabulary, &targets, blank).map_err(|e| match e {
+    let alignment = forced_align(emissions, vocabulary, targets, blank).map_err(|e| match e {
         AlignError::TooShort { .. } => format!("text_too_long: {e}"),
         other => format!("align_failed: {other}"),
     })?;
@@ -720,44 +815,54 @@ impl ScalarUDFImpl for AlignUdf {
             _ => None,
         };
         let mut outcomes: Vec<Outcome> = vec![Err(String::new()); rows];
-        // Rows for Whisper: (row, samples, text, language).
+        // Rows for a model: (row, samples, text, language).
+        let mut for_ctc: Vec<(usize, Vec<f32>, String, String)> = Vec::new();
         let mut for_whisper: Vec<(usize, Vec<f32>, String, String)> = Vec::new();
         for (i, slot) in outcomes.iter_mut().enumerate() {
             let samples = pcm16((!audio.is_null(i)).then(|| audio.value(i)));
             let language = languages[i]
                 .clone()
                 .or_else(|| config.params.language.clone());
-            *slot = match (samples, texts[i].as_deref(), language) {
-                (Err(reason), _, _) => Err(reason),
-                (_, None, _) => Err("no_text: the text is NULL".into()),
-                (_, _, None) => Err(format!(
-                    "no_language: `{}` is NULL and param `language` is not set",
-                    config.params.language_column
-                )),
-                (Ok(samples), Some(text), Some(language)) => match &ctc {
-                    Some(aligner) => {
-                        let aligned = aligner
-                            .align(&samples, text, &language)
-                            .map_err(|e| fail(e.to_string()))?;
-                        match aligned {
-                            // `auto`: what the phoneme model cannot read goes to Whisper.
-                            Err(reason)
-                                if method == Method::Auto
-                                    && (reason.starts_with("no_phonemizer")
-                                        || reason.starts_with("nothing_mappable")) =>
-                            {
-                                for_whisper.push((i, samples, text.to_string(), language));
-                                continue;
-                            }
-                            other => other.map(|a| (a, "ctc")),
-                        }
+            match (samples, texts[i].as_deref(), language) {
+                (Err(reason), _, _) => *slot = Err(reason),
+                (_, None, _) => *slot = Err("no_text: the text is NULL".into()),
+                (_, _, None) => {
+                    *slot = Err(format!(
+                        "no_language: `{}` is NULL and param `language` is not set",
+                        config.params.language_column
+                    ))
+                }
+                (Ok(samples), Some(text), Some(language)) => {
+                    let row = (i, samples, text.to_string(), language);
+                    if ctc.is_some() {
+                        for_ctc.push(row);
+                    } else {
+                        for_whisper.push(row);
                     }
-                    None => {
-                        for_whisper.push((i, samples, text.to_string(), language));
-                        continue;
+                }
+            }
+        }
+        if let Some(aligner) = &ctc {
+            let rows: Vec<(&[f32], &str, &str)> = for_ctc
+                .iter()
+                .map(|(_, s, t, l)| (s.as_slice(), t.as_str(), l.as_str()))
+                .collect();
+            let aligned = aligner
+                .align_rows(&rows, config.params.batch_size)
+                .map_err(|e| fail(e.to_string()))?;
+            for (row, result) in for_ctc.into_iter().zip(aligned) {
+                match result {
+                    // `auto`: what the CTC model cannot read goes to Whisper.
+                    Err(reason)
+                        if method == Method::Auto
+                            && (reason.starts_with("no_phonemizer")
+                                || reason.starts_with("nothing_mappable")) =>
+                    {
+                        for_whisper.push(row);
                     }
-                },
-            };
+                    other => outcomes[row.0] = other.map(|a| (a, "ctc")),
+                }
+            }
         }
         if !for_whisper.is_empty() {
             let model = config

@@ -4,8 +4,9 @@
     python tiny_ctc_model.py OUT_DIR SYMBOL...
 
 Writes OUT_DIR/model.onnx and OUT_DIR/vocab.json. The graph takes `input_values`
-f32 [1, samples] and `attention_mask` i64 [1, samples] (unused, as many exports
-have it) and gives `logits` [1, frames, symbols], one frame per 320 samples (20 ms):
+f32 [batch, samples] and `attention_mask` i64 [batch, samples] (unused, as many
+exports have it) and gives `logits` [batch, frames, symbols], one frame per 320
+samples (20 ms; samples a multiple of 320):
 the logit of symbol k is -50 * |mean of the frame's samples - 0.1 k|, so audio
 holding the level 0.1 k for a frame "says" symbol k there.
 """
@@ -26,7 +27,7 @@ def main() -> None:
     codes = numpy_helper.from_array(
         (0.1 * np.arange(len(symbols))).astype(np.float32), "codes"
     )
-    shape = numpy_helper.from_array(np.array([1, -1, 320], dtype=np.int64), "frame_shape")
+    shape = numpy_helper.from_array(np.array([0, -1, 320], dtype=np.int64), "frame_shape")
     scale = numpy_helper.from_array(np.array(-50.0, dtype=np.float32), "scale")
     nodes = [
         helper.make_node("Reshape", ["input_values", "frame_shape"], ["frames"]),
@@ -39,10 +40,10 @@ def main() -> None:
         nodes,
         "tiny_ctc",
         [
-            helper.make_tensor_value_info("input_values", TensorProto.FLOAT, [1, "samples"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, "samples"]),
+            helper.make_tensor_value_info("input_values", TensorProto.FLOAT, ["batch", "samples"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "samples"]),
         ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "frames", len(symbols)])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "frames", len(symbols)])],
         [codes, shape, scale],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
