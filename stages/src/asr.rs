@@ -298,12 +298,7 @@ impl AsrUdf {
     }
 
     fn word_fields() -> Fields {
-        Fields::from(vec![
-            Field::new("word", DataType::Utf8, false),
-            Field::new("start_s", DataType::Float64, false),
-            Field::new("end_s", DataType::Float64, false),
-            Field::new("probability", DataType::Float64, false),
-        ])
+        crate::udf::word_fields("probability")
     }
 
     fn words_type() -> DataType {

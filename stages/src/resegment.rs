@@ -237,21 +237,7 @@ impl ConfiguredStage for ConfiguredResegment {
     }
 
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {
-        let joined = labels_with_audio(cx, "resegment", inputs).await?;
-        for c in ["words", "segment_id", "start_s", "end_s"] {
-            if joined.schema().inner().field_with_name(c).is_err() {
-                return Err(Error::node(
-                    &cx.node,
-                    format!("resegment: the first input has no `{c}` (it reads an `align` node)"),
-                ));
-            }
-        }
-        let schema = joined.schema().inner().clone();
-        cx.session
-            .register_table("__reseg_input", joined.into_view())?;
-        let config = serde_json::to_string(&Cut::Sentences(self.params.clone()))
-            .map_err(|e| Error::node(&cx.node, e))?;
-        // The piece's own columns replace the parent's; `words` is sliced in SQL.
+        // The piece's own columns replace the parent's.
         let dropped = [
             "audio",
             "words",
@@ -261,25 +247,57 @@ impl ConfiguredStage for ConfiguredResegment {
             "end_s",
             "duration_s",
         ];
-        let mut select = stage_output(&schema, &dropped, "__piece", &ResegmentUdf::fields());
-        select = select.replace(
-            "__piece['first_word'] AS \"first_word\"",
-            "array_slice(words, __piece['first_word'] + 1, __piece['last_word'] + 1) AS \"words\"",
-        );
-        select = select.replace(", __piece['last_word'] AS \"last_word\"", "");
-        select = select.replace(", __piece['speak'] AS \"speak\"", "");
-        Ok(cx
-            .session
-            .sql(&format!(
-                "WITH cut AS (
-                   SELECT *, speechmill_resegment(segment_id, start_s, end_s, words, audio, '{}') AS __pieces
-                   FROM __reseg_input),
-                 flat AS (SELECT * EXCEPT (__pieces), unnest(__pieces) AS __piece FROM cut)
-                 SELECT {select} FROM flat",
-                config.replace('\'', "''")
-            ))
-            .await?)
+        let renames = [(", __piece['speak'] AS \"speak\"", "")];
+        let cut = Cut::Sentences(self.params.clone());
+        plan_cut(cx, "resegment", inputs, &cut, &dropped, &renames).await
     }
+}
+
+/// The plan of a stage that cuts aligned segments (`resegment`, `wordspan`): the
+/// labels joined with their audio, cut by the UDF as `cut` says, one row per piece:
+/// the input's columns less `dropped`, then the piece's (each select item renamed
+/// as `renames` says), `words` sliced to the piece's.
+pub(crate) async fn plan_cut(
+    cx: &StageContext,
+    stage: &str,
+    inputs: Vec<DataFrame>,
+    cut: &Cut,
+    dropped: &[&str],
+    renames: &[(&str, &str)],
+) -> Result<DataFrame> {
+    let joined = labels_with_audio(cx, stage, inputs).await?;
+    for c in ["words", "segment_id", "start_s", "end_s"] {
+        if joined.schema().inner().field_with_name(c).is_err() {
+            return Err(Error::node(
+                &cx.node,
+                format!("{stage}: the first input has no `{c}` (it reads an `align` node)"),
+            ));
+        }
+    }
+    let schema = joined.schema().inner().clone();
+    let table = format!("__{stage}_input");
+    cx.session.register_table(&table, joined.into_view())?;
+    let config = serde_json::to_string(cut).map_err(|e| Error::node(&cx.node, e))?;
+    let mut select = stage_output(&schema, dropped, "__piece", &ResegmentUdf::fields());
+    select = select.replace(
+        "__piece['first_word'] AS \"first_word\"",
+        "array_slice(words, __piece['first_word'] + 1, __piece['last_word'] + 1) AS \"words\"",
+    );
+    select = select.replace(", __piece['last_word'] AS \"last_word\"", "");
+    for (from, to) in renames {
+        select = select.replace(from, to);
+    }
+    Ok(cx
+        .session
+        .sql(&format!(
+            "WITH cut AS (
+               SELECT *, speechmill_resegment(segment_id, start_s, end_s, words, audio, '{}') AS __pieces
+               FROM {table}),
+             flat AS (SELECT * EXCEPT (__pieces), unnest(__pieces) AS __piece FROM cut)
+             SELECT {select} FROM flat",
+            config.replace('\'', "''")
+        ))
+        .await?)
 }
 
 /// `speechmill_resegment(segment_id, start_s, end_s, words, audio, config)`: a list of

@@ -290,12 +290,7 @@ impl TtsUdf {
     }
 
     fn word_fields() -> Fields {
-        Fields::from(vec![
-            Field::new("word", DataType::Utf8, false),
-            Field::new("start_s", DataType::Float64, false),
-            Field::new("end_s", DataType::Float64, false),
-            Field::new("score", DataType::Float64, false),
-        ])
+        crate::udf::word_fields("score")
     }
 }
 

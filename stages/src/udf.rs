@@ -64,9 +64,20 @@ pub fn string_array(values: impl IntoIterator<Item = Option<String>>) -> ArrayRe
     Arc::new(StringArray::from_iter(values))
 }
 
-/// One list of words per row, each word `{word, start_s, end_s, <score>}` (`fields`
-/// names the four; `asr` calls the last `probability`, `align` `score`); a row
-/// without words (a reject) is a NULL list.
+/// The struct of one word: `{word, start_s, end_s, <last>}` (`asr` calls the last
+/// `probability`, `align` and `tts` `score`).
+pub fn word_fields(last: &str) -> datafusion::arrow::datatypes::Fields {
+    use datafusion::arrow::datatypes::{DataType, Field, Fields};
+    Fields::from(vec![
+        Field::new("word", DataType::Utf8, false),
+        Field::new("start_s", DataType::Float64, false),
+        Field::new("end_s", DataType::Float64, false),
+        Field::new(last, DataType::Float64, false),
+    ])
+}
+
+/// One list of words per row, each word as [`word_fields`] has it; a row without
+/// words (a reject) is a NULL list.
 pub struct WordLists {
     fields: datafusion::arrow::datatypes::Fields,
     word: Vec<String>,

@@ -17,12 +17,10 @@
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::ScalarUDF;
 use serde::{Deserialize, Serialize};
+use speechmill_pipeline::Result;
 use speechmill_pipeline::stage::{ConfiguredStage, InputArity, Stage, StageContext, parse_params};
-use speechmill_pipeline::{Error, Result};
 
-use crate::columns::stage_output;
-use crate::resegment::{Cut, Piece, ResegmentUdf, TimedWord, extent};
-use crate::with_audio::labels_with_audio;
+use crate::resegment::{Cut, Piece, TimedWord, extent, plan_cut};
 
 /// `wordspan` node params.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -126,20 +124,6 @@ impl ConfiguredStage for ConfiguredWordspan {
     }
 
     async fn plan(&self, cx: &StageContext, inputs: Vec<DataFrame>) -> Result<DataFrame> {
-        let joined = labels_with_audio(cx, "wordspan", inputs).await?;
-        for c in ["words", "segment_id", "start_s", "end_s"] {
-            if joined.schema().inner().field_with_name(c).is_err() {
-                return Err(Error::node(
-                    &cx.node,
-                    format!("wordspan: the first input has no `{c}` (it reads an `align` node)"),
-                ));
-            }
-        }
-        let schema = joined.schema().inner().clone();
-        cx.session
-            .register_table("__wordspan_input", joined.into_view())?;
-        let config = serde_json::to_string(&Cut::Modality(self.params.clone()))
-            .map_err(|e| Error::node(&cx.node, e))?;
         let dropped = [
             "audio",
             "words",
@@ -166,27 +150,9 @@ impl ConfiguredStage for ConfiguredWordspan {
                 "__piece['piece_index'] AS \"piece_index\"",
                 "__piece['piece_index'] AS \"span_index\"",
             ),
-            (
-                "__piece['first_word'] AS \"first_word\"",
-                "array_slice(words, __piece['first_word'] + 1, __piece['last_word'] + 1) AS \"words\"",
-            ),
-            (", __piece['last_word'] AS \"last_word\"", ""),
         ];
-        let mut select = stage_output(&schema, &dropped, "__piece", &ResegmentUdf::fields());
-        for (from, to) in renames {
-            select = select.replace(from, to);
-        }
-        Ok(cx
-            .session
-            .sql(&format!(
-                "WITH cut AS (
-                   SELECT *, speechmill_resegment(segment_id, start_s, end_s, words, audio, '{}') AS __pieces
-                   FROM __wordspan_input),
-                 flat AS (SELECT * EXCEPT (__pieces), unnest(__pieces) AS __piece FROM cut)
-                 SELECT {select} FROM flat",
-                config.replace('\'', "''")
-            ))
-            .await?)
+        let cut = Cut::Modality(self.params.clone());
+        plan_cut(cx, "wordspan", inputs, &cut, &dropped, &renames).await
     }
 }
 
