@@ -268,32 +268,8 @@ fn speakable(word: &str) -> String {
 }
 
 fn espeak_lines(input: &str, voice: &str) -> std::result::Result<Vec<String>, String> {
-    let mut child = Command::new("espeak-ng")
-        .args(["-q", "--ipa", "-v", voice])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "espeak-ng: cannot run it ({e}): install Debian's espeak-ng (bash scripts/setup.sh)"
-            )
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("espeak-ng: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("espeak-ng: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "espeak-ng -v {voice}: {}",
-            one_line(String::from_utf8_lossy(&out.stderr).to_string())
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let out = run_espeak(&["-q", "--ipa", "-v", voice], input, voice)?;
+    Ok(String::from_utf8_lossy(&out)
         .lines()
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
@@ -387,6 +363,42 @@ impl PhonemeCtc {
         .min(shape[1] as usize);
         Ok((values[..frames * vocabulary].to_vec(), frames))
     }
+}
+
+/// Runs espeak-ng with `text` on stdin; its stdout.
+pub(crate) fn run_espeak(
+    args: &[&str],
+    text: &str,
+    voice: &str,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut child = Command::new("espeak-ng")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "espeak-ng: cannot run it ({e}): install Debian's espeak-ng (bash scripts/setup.sh)"
+            )
+        })?;
+    // Written from another thread: espeak-ng writes while it reads.
+    let mut stdin = child.stdin.take();
+    let input = text.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || stdin.as_mut().map(|s| s.write_all(&input)));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("espeak-ng -v {voice}: {e}"))?;
+    if let Ok(Some(Err(e))) = writer.join() {
+        return Err(format!("espeak-ng -v {voice}: {e}"));
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "espeak-ng -v {voice}: {}",
+            one_line(String::from_utf8_lossy(&out.stderr))
+        ));
+    }
+    Ok(out.stdout)
 }
 
 #[cfg(test)]

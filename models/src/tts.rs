@@ -15,9 +15,8 @@
 //! dashes), each clause is phonemized on its own instead.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use ort::session::Session;
@@ -25,7 +24,7 @@ use ort::value::TensorRef;
 use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::phoneme_ctc::espeak_knows;
+use crate::phoneme_ctc::{espeak_knows, run_espeak};
 use crate::runtime::error::{io_error, one_line, ort_error};
 use crate::runtime::{
     ModelError, ModelRef, Result, SessionConfig, create_session, registry, resolve_model,
@@ -613,38 +612,6 @@ fn espeak_ipa(text: &str, voice: &str) -> std::result::Result<Vec<String>, Strin
         .collect())
 }
 
-/// Runs espeak-ng with `text` on stdin; its stdout.
-fn run_espeak(args: &[&str], text: &str, voice: &str) -> std::result::Result<Vec<u8>, String> {
-    let mut child = Command::new("espeak-ng")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "espeak-ng: cannot run it ({e}): install Debian's espeak-ng (bash scripts/setup.sh)"
-            )
-        })?;
-    // Written from another thread: espeak-ng writes while it reads.
-    let mut stdin = child.stdin.take();
-    let input = text.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || stdin.as_mut().map(|s| s.write_all(&input)));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("espeak-ng -v {voice}: {e}"))?;
-    if let Ok(Some(Err(e))) = writer.join() {
-        return Err(format!("espeak-ng -v {voice}: {e}"));
-    }
-    if !out.status.success() {
-        return Err(format!(
-            "espeak-ng -v {voice}: {}",
-            one_line(String::from_utf8_lossy(&out.stderr))
-        ));
-    }
-    Ok(out.stdout)
-}
-
 /// Whether espeak-ng has `voice` (asked once per process).
 pub fn espeak_has_voice(voice: &str) -> bool {
     espeak_knows(voice)
@@ -707,6 +674,8 @@ fn fix_stream_sizes(wav: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     /// The registry's voice; a missing cache fails with the setup command.
