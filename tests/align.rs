@@ -211,15 +211,11 @@ type Word = (String, f64, f64);
 
 /// Per source file: its uri, aligned words and align_score.
 fn aligned(dir: &Path, store: &str) -> Vec<(String, Vec<Word>, f64)> {
-    let json = ok(speechmill(dir).args([
-        "sql",
-        "--store",
+    let rows = sql_json(
+        dir,
         store,
-        "--format",
-        "json",
         "SELECT uri, align_score, words FROM align ORDER BY uri",
-    ]));
-    let rows: Vec<serde_json::Value> = serde_json::from_str(json.trim()).unwrap();
+    );
     rows.iter()
         .map(|r| {
             let words = r["words"]
@@ -321,18 +317,14 @@ fn ctc_alignment_places_words_near_their_true_boundaries_in_several_languages() 
 
     // resegment: pieces of at most 2.5 s at word boundaries that together hold each
     // parent's words in order, with their own audio.
-    let json = ok(speechmill(dir.path()).args([
-        "sql",
-        "--store",
+    let pieces = sql_json(
+        dir.path(),
         &store,
-        "--format",
-        "json",
         "SELECT segment_id, parent_segment_id, piece_index, start_s, end_s, duration_s, text, \
          length(encode(audio, 'hex')) / 2 AS bytes, a.words AS parent_words, r.words AS words \
          FROM resegment r JOIN (SELECT segment_id AS parent, words FROM align) a \
          ON r.parent_segment_id = a.parent ORDER BY parent_segment_id, piece_index",
-    ]));
-    let pieces: Vec<serde_json::Value> = serde_json::from_str(json.trim()).unwrap();
+    );
     assert!(
         pieces.len() > SENTENCES.len(),
         "no segment was cut: {}",

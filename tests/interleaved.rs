@@ -464,16 +464,12 @@ params = {{ speech_tokenizer = "onnx:{}", speech_vocab_size = 4096 }}
         ),
     );
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "store"]));
-    let json = ok(speechmill(dir.path()).args([
-        "sql",
-        "--store",
+    let rows = sql_json(
+        dir.path(),
         "store",
-        "--format",
-        "json",
         "SELECT k.span_id, k.tokens, k.speech_vocab_size, encode(t.audio, 'hex') AS audio \
          FROM tokenize k JOIN tts t ON k.span_id = t.span_id ORDER BY k.span_id",
-    ]));
-    let rows: Vec<serde_json::Value> = serde_json::from_str(json.trim()).unwrap();
+    );
     assert_eq!(rows.len(), 4);
     let mut wavs = Vec::new();
     let mut ours = Vec::new();
@@ -563,12 +559,7 @@ fn real_speech_switches_modality_at_aligned_word_boundaries() {
     };
     let dir = tempfile::tempdir().unwrap();
     run_spiritlm(dir.path(), "s");
-    let json = |q: &str| -> Vec<serde_json::Value> {
-        serde_json::from_str(
-            ok(speechmill(dir.path()).args(["sql", "--store", "s", "--format", "json", q])).trim(),
-        )
-        .unwrap()
-    };
+    let json = |q: &str| sql_json(dir.path(), "s", q);
     // Every aligned word is in exactly one run, in order; runs alternate.
     let aligned = json("SELECT segment_id, words FROM align ORDER BY segment_id");
     let runs = json(
@@ -711,18 +702,11 @@ params = { noise_scale = 0.0, noise_w = 0.0 }
 "#,
     );
     ok(speechmill(dir.path()).args(["run", dag.to_str().unwrap(), "--store", "t"]));
-    let rows: Vec<serde_json::Value> = serde_json::from_str(
-        ok(speechmill(dir.path()).args([
-            "sql",
-            "--store",
-            "t",
-            "--format",
-            "json",
-            "SELECT text, backend, duration_s, words FROM tts ORDER BY doc_id",
-        ]))
-        .trim(),
-    )
-    .unwrap();
+    let rows = sql_json(
+        dir.path(),
+        "t",
+        "SELECT text, backend, duration_s, words FROM tts ORDER BY doc_id",
+    );
     // piper-tts itself (its model patched in memory for the same durations) on the same
     // phonemes: the system's espeak-ng program, as speechmill phonemizes (piper-tts's
     // bundled espeak-ng data is another version and reads some words differently,

@@ -274,6 +274,12 @@ pub fn ingest_decode_dag(dir: &Path, paths: &[&str]) -> PathBuf {
 }
 
 /// `speechmill sql --format csv` rows (header first).
+/// The rows of `speechmill sql --format json` on `store`.
+pub fn sql_json(cwd: &Path, store: &str, query: &str) -> Vec<serde_json::Value> {
+    let out = ok(speechmill(cwd).args(["sql", "--store", store, "--format", "json", query]));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
 pub fn sql_csv(cwd: &Path, store: &str, query: &str) -> Vec<String> {
     let out = ok(speechmill(cwd).args(["sql", "--store", store, "--format", "csv", query]));
     out.lines().map(str::to_string).collect()
