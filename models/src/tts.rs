@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -132,14 +132,18 @@ struct InferenceConfig {
 }
 
 /// A loaded Piper voice. Callers share it: each concurrent call takes an idle ONNX
-/// session (another is created when all are busy), so calls never queue on one lock.
+/// session (another is created when all are busy, up to one per core's worth of
+/// threads; beyond that calls wait for one to be free, as more would only share the
+/// cores and hold more memory).
 pub struct PiperVoice {
     path: PathBuf,
     /// The graph sessions load: the durations graph where there is one.
     session_path: PathBuf,
     durations: bool,
     config: SessionConfig,
-    sessions: Mutex<Vec<Session>>,
+    sessions: Mutex<Sessions>,
+    freed: Condvar,
+    max_sessions: usize,
     voice: VoiceConfig,
     ids: HashMap<char, Vec<i64>>,
     has_sid: bool,
@@ -152,6 +156,12 @@ impl std::fmt::Debug for PiperVoice {
             .field("espeak_voice", &self.voice.espeak.voice)
             .finish_non_exhaustive()
     }
+}
+
+/// A voice's ONNX sessions: the idle ones and how many exist.
+struct Sessions {
+    idle: Vec<Session>,
+    created: usize,
 }
 
 /// `<onnx>.json`, the voice's config beside it.
@@ -274,11 +284,54 @@ impl PiperVoice {
             session_path,
             durations,
             config: config.clone(),
-            sessions: Mutex::new(vec![session]),
+            sessions: Mutex::new(Sessions {
+                idle: vec![session],
+                created: 1,
+            }),
+            freed: Condvar::new(),
+            max_sessions: Self::max_sessions(config),
             voice,
             ids,
             has_sid,
         })
+    }
+
+    /// How many sessions of `config` run at once without sharing a core.
+    pub fn max_sessions(config: &SessionConfig) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / config.intra_threads.max(1)).max(1)
+    }
+
+    /// An idle session, a new one while there are fewer than `max_sessions`, or the
+    /// next one another caller gives back.
+    fn take_session(&self) -> Result<Session> {
+        let mut slots = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = slots.idle.pop() {
+                return Ok(s);
+            }
+            if slots.created < self.max_sessions {
+                slots.created += 1;
+                drop(slots);
+                return create_session(&self.session_path, &self.config).inspect_err(|_| {
+                    self.sessions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .created -= 1;
+                    self.freed.notify_one();
+                });
+            }
+            slots = self.freed.wait(slots).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn give_back(&self, session: Session) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .idle
+            .push(session);
+        self.freed.notify_one();
     }
 
     /// The espeak-ng voice the phonemes come from (`en-us`).
@@ -426,15 +479,7 @@ impl PiperVoice {
         out: &mut Vec<f32>,
     ) -> Result<Option<Vec<f32>>> {
         let ctx = || format!("Piper voice {}", self.path.display());
-        let idle = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
-        let mut session = match idle {
-            Some(s) => s,
-            None => create_session(&self.session_path, &self.config)?,
-        };
+        let mut session = self.take_session()?;
         let result = (|| {
             let lengths = [ids.len() as i64];
             let scales = [o.noise_scale, o.length_scale, o.noise_w];
@@ -463,10 +508,7 @@ impl PiperVoice {
             };
             Ok(durations)
         })();
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(session);
+        self.give_back(session);
         result
     }
 }
@@ -782,6 +824,46 @@ mod tests {
             "{} s",
             long.duration_s()
         );
+    }
+
+    #[test]
+    fn the_derived_graph_speaks_as_the_voice_itself() {
+        // Setup's durations graph also runs the 1-D convolutions as 2-D ones; the
+        // voice's own graph alone (no durations graph beside it) must give the same audio.
+        let v = voice();
+        assert!(v.durations, "setup derives the durations graph");
+        let dir =
+            std::env::temp_dir().join(format!("speechmill-piper-plain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("voice.onnx");
+        for (from, to) in [
+            (v.path.clone(), plain.clone()),
+            (config_path(&v.path), config_path(&plain)),
+        ] {
+            let _ = std::fs::remove_file(&to);
+            std::os::unix::fs::symlink(&from, &to).unwrap();
+        }
+        let own = PiperVoice::from_path(&plain, &SessionConfig::cpu(1)).unwrap();
+        assert!(!own.durations);
+        let exact = PiperOptions {
+            noise_scale: 0.0,
+            noise_w: 0.0,
+            ..v.default_options()
+        };
+        let text = "The designers polished the interface, and the engineers fixed the bugs.";
+        let (a, b) = (
+            v.synthesize(text, &exact).unwrap(),
+            own.synthesize(text, &exact).unwrap(),
+        );
+        assert_eq!(a.samples.len(), b.samples.len());
+        let worst = a
+            .samples
+            .iter()
+            .zip(&b.samples)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "largest difference {worst}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
