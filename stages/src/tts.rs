@@ -73,8 +73,10 @@ fn default_threads() -> usize {
     1
 }
 
-/// Spans per UDF call.
-const SPANS_PER_CALL: usize = 4;
+/// Spans per UDF call, spoken in parallel (longest first) over as many sessions as
+/// the cores hold: a call's spans end together, where spans dealt round-robin to
+/// partitions one by one would leave one partition the long ones.
+const SPANS_PER_CALL: usize = 32;
 
 /// A backend as a `voices` entry names it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -336,12 +338,10 @@ impl ScalarUDFImpl for TtsUdf {
         let params = &config.params;
         let device: Device = params.device.parse().map_err(|e| fail(format!("{e}")))?;
         let session = SessionConfig::new(device, params.threads);
-        let mut out: Vec<std::result::Result<Spoken, String>> = Vec::with_capacity(rows);
-        for i in 0..rows {
+        let speak = |i: usize| -> DfResult<std::result::Result<Spoken, String>> {
             let (Some(text), Some(language)) = (texts[i].as_deref(), languages[i].as_deref())
             else {
-                out.push(Err("no_text: the span has no text or language".into()));
-                continue;
+                return Ok(Err("no_text: the span has no text or language".into()));
             };
             let spoken = match backend_for(&params.voices, language) {
                 Backend::Piper(location) => {
@@ -391,14 +391,24 @@ impl ScalarUDFImpl for TtsUdf {
                     }
                 }
             };
-            out.push(spoken.and_then(|s| {
+            Ok(spoken.and_then(|s| {
                 if s.pcm.is_empty() {
                     Err("tts_failed: no audio came out".into())
                 } else {
                     Ok(s)
                 }
-            }));
-        }
+            }))
+        };
+        // Longest first over as many workers as sessions run at once, so the call's
+        // spans end together.
+        let mut order: Vec<usize> = (0..rows).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().map_or(0, String::len)));
+        let workers = PiperVoice::max_sessions(&session).min(rows).max(1);
+        let out = crate::udf::parallel_map(&order, workers, |&i| speak(i))?;
+        let mut out: Vec<_> = order.into_iter().zip(out).collect();
+        out.sort_by_key(|(i, _)| *i);
+        let out: Vec<std::result::Result<Spoken, String>> =
+            out.into_iter().map(|(_, o)| o).collect();
         let ms = |s: f64| (s * 1000.0).round() / 1000.0;
         let mut words = WordLists::new(TtsUdf::word_fields());
         for o in &out {

@@ -148,6 +148,42 @@ pub fn pcm16(bytes: Option<&[u8]>) -> std::result::Result<Vec<f32>, String> {
     }
 }
 
+/// `f` over `items` on `workers` threads, each taking the next item in order (so
+/// items sorted longest first end together); the results in `items`' order. The
+/// first error is returned.
+pub fn parallel_map<T, R, F>(items: &[T], workers: usize, f: F) -> Result<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> Result<R> + Sync,
+{
+    if workers <= 1 || items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<R>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(items.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +194,21 @@ mod tests {
         assert_eq!(pcm16(Some(&[])).unwrap_err(), "bad_audio: empty");
         assert!(pcm16(Some(&[1, 2, 3])).unwrap_err().contains("odd"));
         assert_eq!(pcm16(Some(&[0, 0x80])).unwrap(), vec![-1.0]);
+    }
+
+    #[test]
+    fn parallel_map_keeps_the_order_and_returns_the_first_error() {
+        let items: Vec<u64> = (0..50).collect();
+        let out = parallel_map(&items, 3, |&x| Ok(x * 2)).unwrap();
+        assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        let err = parallel_map(
+            &items,
+            3,
+            |&x| {
+                if x == 7 { exec_err!("bad {x}") } else { Ok(x) }
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bad 7"), "{err}");
     }
 }
