@@ -4,8 +4,12 @@
 # bench-asr audio (about 20 minutes of speech: scripts/bench-asr.sh's test audio), one
 # process timed whole: per node wall time and audio seconds per second (the corpus's
 # audio over the node's wall time), the whole run's real-time factor and peak RSS.
+# Nodes run as `speechmill run` runs them by default, up to 3 at once (align, asr_check
+# and quality side by side), so node times overlap; PARALLEL_NODES=1 runs them one
+# after another, each node's time then its own.
 #
 #   bash scripts/bench-corpus.sh            # needs scripts/setup.sh and scripts/peers.sh
+#   PARALLEL_NODES=1 bash scripts/bench-corpus.sh
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +27,8 @@ echo "building speechmill..." >&2
 cargo build -q --bin speechmill >&2
 
 /usr/bin/time -f "%M %e" -o "$OUT/time" "$BIN" run dags/corpus.toml --store "$OUT/store" \
-  --set "ingest.paths=$PATHS" --set "shard.out=$OUT/shards" >"$OUT/run.txt"
+  --set "ingest.paths=$PATHS" --set "shard.out=$OUT/shards" \
+  ${PARALLEL_NODES:+--parallel-nodes "$PARALLEL_NODES"} >"$OUT/run.txt"
 read -r RSS_KB WALL <"$OUT/time"
 
 AUDIO_S="$("$BIN" sql --store "$OUT/store" --format csv \
@@ -33,7 +38,8 @@ python3 - "$OUT/store" "$RSS_KB" "$WALL" "$AUDIO_S" <<'PY'
 import json, os, sys
 store, rss_kb, wall, audio_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 nodes = ["ingest", "segment", "asr", "align", "english", "asr_check", "quality", "filter", "shard"]
-print(f"corpus DAG on {audio_s / 60:.1f} min of audio ({os.cpu_count()} cores)")
+at_once = os.environ.get("PARALLEL_NODES", "3 (default)")
+print(f"corpus DAG on {audio_s / 60:.1f} min of audio ({os.cpu_count()} cores, nodes at once: {at_once})")
 print(f"{'node':<10} {'wall s':>8} {'audio-s/s':>10} {'rows':>6} {'rejects':>8}")
 for n in nodes:
     fp = json.load(open(os.path.join(store, n, "CURRENT.json")))["fingerprint"]

@@ -66,6 +66,13 @@ pub struct RunArgs {
     /// over the executors' task slots).
     #[arg(long, value_name = "N", requires = "cluster", default_value_t = speechmill_pipeline::cluster::DEFAULT_PARTITIONS)]
     pub partitions: usize,
+    /// How many nodes run at once: nodes start in the DAG file's order as soon as
+    /// their inputs are committed, beside earlier ones still running. Each node
+    /// already uses every core; the others fill the cores where it leaves them idle
+    /// (e.g. `align`, `asr_check` and `quality` side by side). 1 runs the nodes one
+    /// after another (each node's time then is its own, as benchmarks per node want).
+    #[arg(long, value_name = "N", default_value_t = speechmill_pipeline::runner::DEFAULT_PARALLEL_NODES)]
+    pub parallel_nodes: usize,
 }
 
 #[derive(Subcommand, Debug)]

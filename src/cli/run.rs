@@ -21,7 +21,8 @@ async fn prepare(args: &DagArgs, progress: Progress) -> anyhow::Result<(Dag, Run
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let (dag, mut runner) = prepare(&args.dag, Progress::stderr()).await?;
+    let (dag, runner) = prepare(&args.dag, Progress::stderr()).await?;
+    let mut runner = runner.with_parallel_nodes(args.parallel_nodes);
     if let Some(address) = &args.cluster {
         runner = runner.on_cluster(Cluster::connect(address, Some(args.partitions)).await?);
     }
