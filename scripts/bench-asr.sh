@@ -79,3 +79,5 @@ run_faster_whisper_on_our_segments
 
 # ------------------------------------------------------------------ table
 "$PEERS_PY" tests/peers/bench_asr_table.py "$BENCH"
+echo
+bash "$REPO/scripts/cpu-info.sh"

@@ -49,3 +49,4 @@ for n in nodes:
 print(f"{'whole run':<10} {wall:>8.1f} {audio_s / wall:>10.1f}   (real-time factor {audio_s / wall:.1f}x; goal >= 10x)")
 print(f"peak RSS {rss_kb / 1024:.0f} MiB")
 PY
+bash "$REPO/scripts/cpu-info.sh"

@@ -8,8 +8,8 @@
 # tool, the ratio of speechmill's chars/s to piper-tts's, and the CPU.
 #
 # speechmill's seconds are the tts node's wall_s from the run record: it includes
-# loading the voice (and a second ONNX session for a second partition at once) and
-# writing the node's output; its partitions run in parallel. piper-tts's seconds exclude
+# loading the voice (and a second ONNX session, created while the first speaks) and
+# writing the node's output; a call's spans are spoken on both sessions at once. piper-tts's seconds exclude
 # its load (shown apart); it is shown as 2 processes on the two halves of the sentences
 # at once (the wall time of both, from the moment both have loaded) and as 1 process.
 #
@@ -140,7 +140,7 @@ one = json.load(open(f"{out}/piper_1.json"))
 p1 = {"chars": one["chars"], "seconds": one["seconds"], "audio_s": one["audio_s"],
       "load": "%.2f excluded" % one["load_s"]}
 rows = [
-    ("speechmill tts (node wall_s, 2 partitions)", sm),
+    ("speechmill tts (node wall_s, 2 sessions)", sm),
     ("piper-tts 1.8.0, 2 processes (halves)", p2),
     ("piper-tts 1.8.0, 1 process", p1),
 ]
@@ -156,5 +156,4 @@ print("speechmill / piper-tts chars/s: %.2f (vs 2 processes), %.2f (vs 1 process
       % (cps(sm) / cps(p2), cps(sm) / cps(p1)))
 PY
 echo
-lscpu | grep 'Model name' | sed 's/  */ /g'
-echo "nproc: $(nproc)"
+bash "$REPO/scripts/cpu-info.sh"
