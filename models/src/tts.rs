@@ -289,17 +289,11 @@ impl PiperVoice {
                 created: 1,
             }),
             freed: Condvar::new(),
-            max_sessions: Self::max_sessions(config),
+            max_sessions: config.sessions_per_cores(),
             voice,
             ids,
             has_sid,
         })
-    }
-
-    /// How many sessions of `config` run at once without sharing a core.
-    pub fn max_sessions(config: &SessionConfig) -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / config.intra_threads.max(1)).max(1)
     }
 
     /// An idle session, a new one while there are fewer than `max_sessions`, or the

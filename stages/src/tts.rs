@@ -403,7 +403,7 @@ impl ScalarUDFImpl for TtsUdf {
         // spans end together.
         let mut order: Vec<usize> = (0..rows).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].as_ref().map_or(0, String::len)));
-        let workers = PiperVoice::max_sessions(&session).min(rows).max(1);
+        let workers = session.sessions_per_cores().min(rows).max(1);
         let out = crate::udf::parallel_map(&order, workers, |&i| speak(i))?;
         let mut out: Vec<_> = order.into_iter().zip(out).collect();
         out.sort_by_key(|(i, _)| *i);

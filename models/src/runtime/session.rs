@@ -116,6 +116,13 @@ impl SessionConfig {
             device,
         }
     }
+
+    /// How many sessions of this config run at once without sharing a core: the
+    /// cores this process may use over each session's threads (at least 1).
+    pub fn sessions_per_cores(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.intra_threads.max(1)).max(1)
+    }
 }
 
 /// Builds a session for the ONNX model at `path` (full graph optimisation, one inter-op
