@@ -391,6 +391,8 @@ impl ScalarUDFImpl for AsrUdf {
         let transcripts = whisper
             .transcribe(&refs, &params.decode_options(), params.batch_size)
             .map_err(|e| fail(e.to_string()))?;
+        // Cumulative since the model was loaded: the last line of a run is its total.
+        tracing::debug!(target: "speechmill::profile", model = whisper.id(), "{}", whisper.profile().snapshot());
         for ((i, _), t) in samples.iter().zip(transcripts) {
             outcome[*i] = Some(if t.no_speech {
                 Err(format!(

@@ -13,6 +13,7 @@ mod config;
 mod logits;
 mod mel;
 mod model;
+mod profile;
 mod text;
 
 use std::path::{Path, PathBuf};
@@ -24,10 +25,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use logits::{log_softmax, log_sum_exp, sample_softmax, softmax_prob, top_k};
+use profile::timed;
 
 pub use config::{SpecialTokens, WhisperConfig};
 pub use mel::{HOP, LogMel, MelExtractor, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
 pub use model::{CrossKv, KvCache, WhisperSessions};
+pub use profile::{Profile, ProfileSnapshot};
 pub use text::{TimedWord, WhisperTokenizer, compression_ratio};
 
 use crate::runtime::{
@@ -277,6 +280,11 @@ impl Whisper {
         &self.sessions.config
     }
 
+    /// Where this model's time went since it was loaded (see [`Profile`]).
+    pub fn profile(&self) -> &Profile {
+        self.sessions.profile()
+    }
+
     pub fn tokenizer(&self) -> &WhisperTokenizer {
         &self.tokenizer
     }
@@ -337,7 +345,8 @@ impl Whisper {
                     }
                     let result = self.encode_batch(batch);
                     let failed = result.is_err();
-                    if to_decode.send((i, result)).is_err() || failed {
+                    let wait = &self.profile().encoder_wait_ns;
+                    if timed(wait, || to_decode.send((i, result))).is_err() || failed {
                         break;
                     }
                 }
@@ -348,7 +357,9 @@ impl Whisper {
                     scope.spawn(move || {
                         let mut done = Vec::new();
                         loop {
-                            let next = encoded.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let next = timed(&self.profile().decoder_wait_ns, || {
+                                encoded.lock().unwrap_or_else(|p| p.into_inner()).recv()
+                            });
                             let Ok((i, result)) = next else { break };
                             let result = result.and_then(|e| self.decode_batch(e, options));
                             if result.is_err() {
@@ -415,12 +426,14 @@ impl Whisper {
         let n = segments.len();
         let mut mel = Vec::with_capacity(n * c.n_mels * WINDOW_FRAMES);
         let mut content_frames = Vec::with_capacity(n);
-        for s in segments {
-            let features = self.mel.compute(s);
-            let frames = features.content_frames().min(WINDOW_FRAMES);
-            features.window_into(0, frames, &mut mel);
-            content_frames.push(frames);
-        }
+        timed(&self.profile().mel_ns, || {
+            for s in segments {
+                let features = self.mel.compute(s);
+                let frames = features.content_frames().min(WINDOW_FRAMES);
+                features.window_into(0, frames, &mut mel);
+                content_frames.push(frames);
+            }
+        });
         let cross = self.sessions.encode(&mel, n)?;
         Ok(Encoded {
             cross,
@@ -429,6 +442,16 @@ impl Whisper {
     }
 
     fn decode_batch(&self, encoded: Encoded, options: &DecodeOptions) -> Result<Vec<Transcript>> {
+        timed(&self.profile().decode_batch_ns, || {
+            self.decode_batch_untimed(encoded, options)
+        })
+    }
+
+    fn decode_batch_untimed(
+        &self,
+        encoded: Encoded,
+        options: &DecodeOptions,
+    ) -> Result<Vec<Transcript>> {
         let Encoded {
             cross,
             content_frames,
@@ -967,7 +990,9 @@ impl Whisper {
         content_frames: usize,
         language: &str,
     ) -> Result<Vec<Word>> {
-        let forced = self.teacher_forced(cross, prompt, text_tokens, content_frames, language)?;
+        let forced = timed(&self.profile().align_ns, || {
+            self.teacher_forced(cross, prompt, text_tokens, content_frames, language)
+        })?;
         Ok(forced
             .words
             .into_iter()

@@ -8,6 +8,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorRef};
 
 use super::config::WhisperConfig;
+use super::profile::{Profile, count, timed};
 use crate::runtime::{ModelError, Result, SessionConfig, create_session, ort_error};
 
 /// Encoder output for a batch of windows: `cross_k` `[L, W, H, S, dh]` and
@@ -63,6 +64,7 @@ pub struct WhisperSessions {
     past_names: Vec<String>,
     present_names: Vec<String>,
     cross_names: Vec<String>,
+    profile: Profile,
 }
 
 impl std::fmt::Debug for WhisperSessions {
@@ -133,7 +135,13 @@ impl WhisperSessions {
             past_names,
             present_names,
             cross_names,
+            profile: Profile::default(),
         })
+    }
+
+    /// Where the time went (see [`Profile`]).
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     /// How many decoder sessions there are: how many threads may decode at a time.
@@ -154,19 +162,20 @@ impl WhisperSessions {
         let input = TensorRef::from_array_view(([batch, c.n_mels, frames], mel))
             .map_err(ort_error(ctx()))?;
         let mut session = self.encoder.lock().unwrap_or_else(|p| p.into_inner());
-        let out = session
-            .run(ort::inputs!["mel" => input])
-            .map_err(ort_error(ctx()))?;
-        let k = out["cross_k"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_error(ctx()))?
-            .1
-            .to_vec();
-        let v = out["cross_v"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_error(ctx()))?
-            .1
-            .to_vec();
+        count(&self.profile.windows, batch);
+        let (k, v) = timed(&self.profile.encoder_ns, || -> Result<_> {
+            let out = session
+                .run(ort::inputs!["mel" => input])
+                .map_err(ort_error(ctx()))?;
+            let extract = |name: &str| -> Result<Vec<f32>> {
+                Ok(out[name]
+                    .try_extract_tensor::<f32>()
+                    .map_err(ort_error(ctx()))?
+                    .1
+                    .to_vec())
+            };
+            Ok((extract("cross_k")?, extract("cross_v")?))
+        })?;
         let want = c.n_dec_layers * batch * self.cross_row();
         if k.len() != want || v.len() != want {
             return Err(ModelError::Ort {
@@ -183,11 +192,12 @@ impl WhisperSessions {
     /// The windows `rows` of `cross` (a subset, or one window for word timings).
     pub fn select_cross(&self, cross: &CrossKv, rows: &[usize]) -> CrossKv {
         let row = self.cross_row();
-        CrossKv {
+        let layers = self.config.n_dec_layers;
+        timed(&self.profile.reorder_ns, || CrossKv {
             batch: rows.len(),
-            k: gather_rows(&cross.k, self.config.n_dec_layers, cross.batch, row, rows),
-            v: gather_rows(&cross.v, self.config.n_dec_layers, cross.batch, row, rows),
-        }
+            k: gather_rows(&cross.k, layers, cross.batch, row, rows),
+            v: gather_rows(&cross.v, layers, cross.batch, row, rows),
+        })
     }
 
     /// The rows `rows` of a cache, in that order (beam reordering; a row may repeat).
@@ -203,6 +213,7 @@ impl WhisperSessions {
         let row = c.n_heads * cache.past * c.head_dim();
         let shape = [rows.len(), c.n_heads, cache.past, c.head_dim()];
         let ctx = || format!("Whisper decoder ({})", self.decoder_path.display());
+        let started = std::time::Instant::now();
         let layers = cache
             .layers
             .iter()
@@ -216,6 +227,10 @@ impl WhisperSessions {
                     .into_dyn())
             })
             .collect::<Result<Vec<_>>>()?;
+        count(
+            &self.profile.reorder_ns,
+            started.elapsed().as_nanos() as usize,
+        );
         Ok(KvCache {
             batch: rows.len(),
             past: cache.past,
@@ -275,11 +290,25 @@ impl WhisperSessions {
             inputs.push((&names[1], v.into()));
         }
         // A free session if there is one (each decoding thread finds its own).
-        let mut session = self
-            .decoders
-            .iter()
-            .find_map(|d| d.try_lock().ok())
-            .unwrap_or_else(|| self.decoders[0].lock().unwrap_or_else(|p| p.into_inner()));
+        let mut session = timed(&self.profile.session_wait_ns, || {
+            self.decoders
+                .iter()
+                .find_map(|d| d.try_lock().ok())
+                .unwrap_or_else(|| self.decoders[0].lock().unwrap_or_else(|p| p.into_inner()))
+        });
+        let p = &self.profile;
+        if want_alignment {
+            count(&p.align_calls, 1);
+        } else {
+            count(&p.decoder_calls, 1);
+            count(&p.decoder_rows, batch);
+        }
+        let spent = if want_alignment {
+            &p.align_decoder_ns
+        } else {
+            &p.decoder_ns
+        };
+        let started = std::time::Instant::now();
         let mut out = session.run(inputs).map_err(ort_error(ctx()))?;
         let extract = |name: &str| -> Result<Vec<f32>> {
             Ok(out[name]
@@ -294,6 +323,7 @@ impl WhisperSessions {
         } else {
             Vec::new()
         };
+        count(spent, started.elapsed().as_nanos() as usize);
         let layers = self
             .present_names
             .iter()
