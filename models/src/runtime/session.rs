@@ -82,6 +82,12 @@ pub struct SessionConfig {
     pub intra_threads: usize,
     /// Execution provider.
     pub device: Device,
+    /// Whether the session keeps what it allocated for reuse: ONNX Runtime's CPU arena
+    /// and its memory-pattern plan (default on). A model whose tensor shapes change on
+    /// every call (Whisper's decoder: the beams and the key/value cache grow each step)
+    /// gains no speed from either, and the arena then holds the largest shapes it ever
+    /// saw; such a model turns this off.
+    pub pooled_memory: bool,
 }
 
 impl Default for SessionConfig {
@@ -90,6 +96,7 @@ impl Default for SessionConfig {
         SessionConfig {
             intra_threads: 1,
             device: Device::Cpu,
+            pooled_memory: true,
         }
     }
 }
@@ -100,6 +107,7 @@ impl SessionConfig {
         SessionConfig {
             intra_threads,
             device: Device::Cpu,
+            pooled_memory: true,
         }
     }
 
@@ -114,6 +122,7 @@ impl SessionConfig {
         SessionConfig {
             intra_threads,
             device,
+            pooled_memory: true,
         }
     }
 
@@ -126,7 +135,8 @@ impl SessionConfig {
 }
 
 /// Builds a session for the ONNX model at `path` (full graph optimisation, one inter-op
-/// thread). A missing file gives [`ModelError::MissingFile`] before ONNX Runtime is touched.
+/// thread, pooled memory unless the config turns it off). A missing file gives
+/// [`ModelError::MissingFile`] before ONNX Runtime is touched.
 pub fn create_session(path: &Path, config: &SessionConfig) -> Result<Session> {
     if !path.is_file() {
         return Err(ModelError::MissingFile {
@@ -151,6 +161,18 @@ pub fn create_session(path: &Path, config: &SessionConfig) -> Result<Session> {
         .map_err(|e| load_err(e.to_string()))?
         .with_inter_threads(1)
         .map_err(|e| load_err(e.to_string()))?;
+    if !config.pooled_memory {
+        builder = builder
+            .with_memory_pattern(false)
+            .map_err(|e| load_err(e.to_string()))?;
+        if config.device == Device::Cpu {
+            builder = builder
+                .with_execution_providers([ort::ep::CPU::default()
+                    .with_arena_allocator(false)
+                    .build()])
+                .map_err(|e| load_err(e.to_string()))?;
+        }
+    }
     if let Device::Cuda { device_id } = config.device {
         builder = builder
             .with_execution_providers([ort::ep::CUDA::default()
