@@ -4,6 +4,7 @@
 #
 #   bash scripts/bench-asr.sh                       # tiny.en and base, int8 and float32
 #   MODELS=tiny.en COMPUTE=int8 bash scripts/bench-asr.sh
+#   SETS=bench-asr-long MODELS=base COMPUTE=int8 bash scripts/bench-asr.sh
 #
 # Needs scripts/setup.sh and scripts/peers.sh first (models, the peers venv).
 # Test audio (about 20 minutes of speech, built once into $SPEECHMILL_CACHE/bench-asr/,
@@ -11,7 +12,9 @@
 # twelve English passages of known text, two to a file (1.5-2 minutes each), spoken once by
 # espeak-ng in several voices and once by Piper's neural voice (the registry's
 # en_US-joe-medium) at three speaking rates; <name>.txt next to each file is its reference
-# transcript.
+# transcript. SETS (default both) also runs the long-recording case, $CACHE/bench-asr-long/:
+# four files of at least 5 minutes of continuous real speech (the LibriVox clips over and
+# over, tempo 0.85-1.15 and gain -12..+3 dB varied, short pauses).
 # Each tool writes $CACHE/bench-asr/results-<tool>.json; the table at the end shows, per
 # tool, model and compute type: model load time, audio seconds transcribed per wall-clock
 # second (load excluded), audio seconds per CPU second (less sensitive to a busy machine),
@@ -20,14 +23,16 @@
 # faster-whisper's own pipeline with a 95% paired bootstrap interval over the files
 # (tests/peers/bench_asr_table.py).
 #   faster-whisper: tests/peers/bench_faster_whisper.py (BatchedInferencePipeline with its
-#                   defaults: Silero VAD, batch_size 8, beam 5; language "en")
+#                   defaults: Silero VAD, batch_size 8, beam 5; language "en"), each model
+#                   and compute type in a process of its own, timed whole and by its
+#                   transcription alone; peak RSS of both tools' processes
 #   speechmill:     run_speechmill below
 #   fw-sm-segments: faster-whisper on speechmill's segments (clip_timestamps, no VAD of its own)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${SPEECHMILL_CACHE:-$REPO/.cache/speechmill}"
-BENCH="$CACHE/bench-asr"
+SETS="${SETS:-bench-asr bench-asr-long}"
 MODELS="${MODELS:-tiny.en,base}"
 COMPUTE="${COMPUTE:-int8,float32}"
 PEERS_PY="$CACHE/peers-venv/bin/python"
@@ -44,7 +49,7 @@ cd "$REPO"
 
 # ------------------------------------------------------------------ faster-whisper
 run_faster_whisper() {
-  "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" \
+  "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" --audio "$SET" \
     --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-faster-whisper.json" >/dev/null
 }
 
@@ -55,29 +60,34 @@ run_faster_whisper() {
 # faster-whisper's Silero VAD, per CPU second. The binary is the dev profile, whose
 # dependencies and our stages/models crates are built with opt-level 3 (Cargo.toml).
 run_speechmill() {
-  echo "building speechmill..." >&2
-  cargo build --bin speechmill >&2
   "$PEERS_PY" tests/peers/bench_speechmill.py asr --bin "$REPO/target/debug/speechmill" --cache "$CACHE" \
-    --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-speechmill.json"
+    --audio "$SET" --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-speechmill.json"
   "$PEERS_PY" tests/peers/bench_speechmill.py vad --bin "$REPO/target/debug/speechmill" --cache "$CACHE" \
-    --json "$BENCH/vad-results.json"
+    --audio "$SET" --json "$BENCH/vad-results.json"
 }
 
 # faster-whisper again, on speechmill's segments instead of its own VAD's: both decoders on
 # identical audio, so a WER difference between the two tools' rows that this row does not
 # show comes from segmentation, not decoding.
 run_faster_whisper_on_our_segments() {
-  "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" \
+  "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" --audio "$SET" \
     --models "$MODELS" --compute "$COMPUTE" --clips "$BENCH/speechmill-segments.json" \
     --json "$BENCH/results-fw-on-speechmill-segments.json" >/dev/null
 }
 
-rm -f "$BENCH"/results-*.json
-run_faster_whisper
-run_speechmill
-run_faster_whisper_on_our_segments
+echo "building speechmill..." >&2
+cargo build --bin speechmill >&2
+for SET in $SETS; do
+  BENCH="$CACHE/$SET"
+  rm -f "$BENCH"/results-*.json "$BENCH"/vad-results.json
+  run_faster_whisper
+  run_speechmill
+  run_faster_whisper_on_our_segments
+done
 
-# ------------------------------------------------------------------ table
-"$PEERS_PY" tests/peers/bench_asr_table.py "$BENCH"
-echo
+# ------------------------------------------------------------------ tables
+for SET in $SETS; do
+  "$PEERS_PY" tests/peers/bench_asr_table.py "$CACHE/$SET"
+  echo
+done
 bash "$REPO/scripts/cpu-info.sh"

@@ -58,15 +58,19 @@ def main() -> int:
         audio = audio or doc.get("audio")
         rows += doc["results"]
     if audio:
-        print(f"{audio['files']} files, {audio['seconds'] / 60:.1f} minutes of speech; "
-              f"speed = audio seconds per wall-clock second (model load excluded)")
-    print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'speed':>6s} | {'per CPU s':>9s} | {'WER':>6s} |")
-    print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 11}|{'-' * 8}|")
+        print(f"{audio['files']} files, {audio['seconds'] / 60:.1f} minutes of speech ({os.path.basename(bench)}); "
+              f"speed = audio seconds per wall-clock second of transcription (model load excluded; "
+              f"speechmill's is its whole process), process = the same for the whole process")
+    print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'load s':>6s} | {'speed':>6s} | {'process':>7s} "
+          f"| {'per CPU s':>9s} | {'RSS MB':>6s} | {'WER':>6s} |")
+    print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 11}|{'-' * 8}|{'-' * 8}|")
     for r in sorted(rows, key=lambda r: (r["model"], r["compute_type"], r["tool"])):
         cpu = f"{r['cpu_speed']:9.2f}" if r.get("cpu_speed") else f"{'n/a':>9s}"
         load = f"{r['load_s']:6.2f}" if r.get("load_s") is not None else f"{'incl.':>6s}"
+        process = f"{r['audio_s'] / r['process_s']:7.2f}" if r.get("process_s") else f"{'n/a':>7s}"
+        rss = f"{r['peak_rss_mb']:6.0f}" if r.get("peak_rss_mb") else f"{'n/a':>6s}"
         print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {load} | "
-              f"{r['speed']:6.2f} | {cpu} | {r['wer']:6.3f} |")
+              f"{r['speed']:6.2f} | {process} | {cpu} | {rss} | {r['wer']:6.3f} |")
     print("speechmill's time is its whole process (crawl, decode, VAD, model load: 'incl.').")
 
     peers = {(r["model"], r["compute_type"]): r for r in rows if r["tool"] == PEER}
@@ -74,14 +78,29 @@ def main() -> int:
               if r["tool"] != PEER and (r["model"], r["compute_type"]) in peers]
     if paired:
         print()
-        print(f"WER against {PEER}'s own pipeline, same model and compute type (points; 95 % paired "
-              f"bootstrap interval over the {len(paired[0][1]['files'])} files):")
-        print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'speed ×':>7s} | {'WER diff':>8s} | {'interval':>15s} |")
-        print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 17}|")
+        print(f"Against {PEER}'s own pipeline, same model and compute type: whole processes (x = its process "
+              f"time over ours), peak RSS (ours over its), WER in points with a 95 % paired bootstrap "
+              f"interval over the {len(paired[0][1]['files'])} files:")
+        print(f"| {'tool':14s} | {'model':7s} | {'compute':7s} | {'process x':>9s} | {'RSS x':>5s} | "
+              f"{'WER diff':>8s} | {'interval':>15s} |")
+        print(f"|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 11}|{'-' * 7}|{'-' * 10}|{'-' * 17}|")
         for r, peer in sorted(paired, key=lambda p: (p[0]["model"], p[0]["compute_type"], p[0]["tool"])):
             diff, lo, hi = paired_interval(bench, r, peer)
-            print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | "
-                  f"{r['speed'] / peer['speed']:7.2f} | {diff:+8.2f} | {f'{lo:+.2f} .. {hi:+.2f}':>15s} |")
+            speed = (f"{peer['process_s'] / r['process_s']:9.2f}" if r.get("process_s") and peer.get("process_s")
+                     else f"{'n/a':>9s}")
+            rss = (f"{r['peak_rss_mb'] / peer['peak_rss_mb']:5.2f}"
+                   if r.get("peak_rss_mb") and peer.get("peak_rss_mb") else f"{'n/a':>5s}")
+            print(f"| {r['tool']:14s} | {r['model']:7s} | {r['compute_type']:7s} | {speed} | {rss} | "
+                  f"{diff:+8.2f} | {f'{lo:+.2f} .. {hi:+.2f}':>15s} |")
+    ours = {(r["model"], r["compute_type"]): r for r in rows if r["tool"] == "speechmill"}
+    same = [(ours[(r["model"], r["compute_type"])], r) for r in rows
+            if r["tool"] == "fw-sm-segments" and (r["model"], r["compute_type"]) in ours]
+    if same:
+        print()
+        print("The model path on the same segments: speechmill's whole process against fw-sm-segments' "
+              "transcription alone (its load, audio decoding and VAD excluded):")
+        for r, theirs in sorted(same, key=lambda p: (p[0]["model"], p[0]["compute_type"])):
+            print(f"  {r['model']:7s} {r['compute_type']:7s} {r['speed'] / theirs['speed']:5.2f}x")
 
     vad = os.path.join(bench, "vad-results.json")
     if os.path.exists(vad):

@@ -3,7 +3,8 @@
 
     $CACHE/peers-venv/bin/python tests/peers/bench_faster_whisper.py prepare [--cache DIR]
     $CACHE/peers-venv/bin/python tests/peers/bench_faster_whisper.py run [--cache DIR]
-        [--models tiny.en,base] [--compute int8,float32] [--json OUT]
+        [--audio bench-asr|bench-asr-long] [--models tiny.en,base] [--compute int8,float32]
+        [--json OUT]
 
 prepare  builds the test audio in $CACHE/bench-asr/ (skipped while its .stamp matches):
          librivox.wav  the 5 LibriVox clips of pocketsphinx-testdata joined with 1.2 s
@@ -14,9 +15,16 @@ prepare  builds the test audio in $CACHE/bench-asr/ (skipped while its .stamp ma
          piper-N.wav   the same passages spoken by Piper's neural voice (the registry's
                        en_US-joe-medium) at three speaking rates (tests/peers/piper_speech.py)
          each with <name>.txt (the reference) and manifest.json; about 20 minutes in all.
-run      transcribes every file with faster-whisper's BatchedInferencePipeline for each
-         model (CTranslate2 checkpoints in $CACHE/models/whisper-<model>-ct2) and
-         compute_type, on CPU with cpu_threads=2, num_workers=1, and its defaults otherwise:
+         Also the long-recording case in $CACHE/bench-asr-long/: long-N.wav, four files of
+         at least 5 minutes of continuous real speech each: the LibriVox clips over and
+         over in a seeded random order, each time at another tempo (0.85-1.15, pitch kept)
+         and gain (-12..+3 dB), with short pauses (0.25-0.9 s) between them.
+run      transcribes every file of --audio (default bench-asr) with faster-whisper's
+         BatchedInferencePipeline for each model (CTranslate2 checkpoints in
+         $CACHE/models/whisper-<model>-ct2) and compute_type, each in a process of its own
+         (`run-one`) whose wall time, CPU time and peak RSS are read with wait4 (whole
+         process: Python start, imports, audio decoding, model load, warm-up and
+         transcription; `process_s`, `process_cpu_s`, `peak_rss_mb`), on CPU with cpu_threads=2, num_workers=1, and its defaults otherwise:
          Silero VAD on, batch_size 8, beam_size 5, without_timestamps, no temperature
          fallback in batched mode; language fixed to "en" (no detection pass).
          Model load is timed apart from transcription; a 5 s warm-up call (loads the VAD
@@ -27,7 +35,8 @@ run      transcribes every file with faster-whisper's BatchedInferencePipeline f
           "audio": {"files", "seconds"}, "normalisation",
           "results": [{"tool", "model", "compute_type", "load_s", "transcribe_s", "cpu_s",
                        "audio_s", "speed" (audio s per wall s), "cpu_speed" (audio s per
-                       CPU s of the process, all threads), "wer",
+                       CPU s of the process, all threads), "wer", "process_s",
+                       "process_cpu_s", "peak_rss_mb",
                        "files": {name: {"seconds", "wer", "text"}}}]}
 WER: jiwer corpus-level over all files after tests/peers/textnorm.py's normalisation.
 """
@@ -174,6 +183,12 @@ bigger one next time."""),
 ]
 PER_FILE = 2
 
+# The long-recording case: files of at least LONG_MIN_S of LibriVox speech each.
+LONG_VERSION = "1"
+LONG_FILES = 4
+LONG_MIN_S = 300.0
+LONG_TEMPOS = [0.85, 0.92, 1.0, 1.08, 1.15]
+
 
 def say(msg: str) -> None:
     print(f"[bench-faster-whisper] {msg}", file=sys.stderr, flush=True)
@@ -229,7 +244,69 @@ def audio_key(piper_model: str) -> str:
     return h.hexdigest()
 
 
+def librivox_clips() -> tuple[list[str], list[str]]:
+    """The LibriVox clip files in order and their reference transcripts."""
+    refs = {}
+    with open(os.path.join(LIBRIVOX, "transcription"), encoding="utf-8") as f:
+        for line in f:
+            text, _, ident = line.strip()[:-1].rpartition("(")
+            refs[ident.strip()] = " ".join(text.replace("<s>", "").replace("</s>", "").split())
+    wavs = sorted(glob.glob(os.path.join(LIBRIVOX, "*.wav")))
+    return wavs, [refs[os.path.splitext(os.path.basename(w))[0]] for w in wavs]
+
+
+def prepare_long(cache: str) -> None:
+    """The long-recording case (see the module docs), stamped apart from the passages."""
+    out = os.path.join(cache, "bench-asr-long")
+    wavs, texts = librivox_clips()
+    h = hashlib.sha256(json.dumps([LONG_VERSION, LONG_FILES, LONG_MIN_S, LONG_TEMPOS]).encode())
+    for wav in wavs:
+        h.update(sha256_file(wav).encode())
+    key = h.hexdigest()
+    stamp = os.path.join(out, ".stamp")
+    if os.path.exists(stamp) and open(stamp).read().strip() == key:
+        say(f"audio present in {out}")
+        return
+    say(f"building the long recordings in {out}")
+    os.makedirs(out, exist_ok=True)
+    for old in glob.glob(os.path.join(out, "*.wav")) + glob.glob(os.path.join(out, "*.txt")):
+        os.remove(old)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Every clip at every tempo, once (ffmpeg's atempo keeps the pitch).
+        at_tempo = {}
+        for i, wav in enumerate(wavs):
+            for tempo in LONG_TEMPOS:
+                raw = os.path.join(tmp, f"{i}-{tempo}.wav")
+                ffmpeg("-i", wav, "-af", f"atempo={tempo}", "-ac", "1", "-ar", str(SR), raw)
+                at_tempo[(i, tempo)] = read_wav16(raw).astype(np.float32) / 32768.0
+    manifest = []
+    for k in range(LONG_FILES):
+        rng = np.random.default_rng(1000 + k)
+        parts, words, seconds = [np.zeros(int(0.5 * SR), np.float32)], [], 0.0
+        while seconds < LONG_MIN_S:
+            for i in rng.permutation(len(wavs)):
+                tempo = LONG_TEMPOS[rng.integers(len(LONG_TEMPOS))]
+                gain = 10 ** (rng.uniform(-12.0, 3.0) / 20)
+                clip = at_tempo[(int(i), tempo)] * gain
+                parts += [clip, np.zeros(int(rng.uniform(0.25, 0.9) * SR), np.float32)]
+                words.append(texts[i])
+                seconds += (len(clip) + len(parts[-1])) / SR
+        samples = np.concatenate(parts)
+        name = f"long-{k + 1}"
+        write_wav16(os.path.join(out, name + ".wav"), samples)
+        with open(os.path.join(out, name + ".txt"), "w", encoding="utf-8") as f:
+            f.write(" ".join(words) + "\n")
+        manifest.append({"file": name + ".wav", "text": name + ".txt", "seconds": round(len(samples) / SR, 3),
+                         "source": "LibriVox (pocketsphinx-testdata), tempo and gain varied, short pauses"})
+    with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    with open(stamp, "w") as f:
+        f.write(key + "\n")
+    say(f"{len(manifest)} long files, {sum(m['seconds'] for m in manifest) / 60:.1f} minutes")
+
+
 def prepare(cache: str) -> None:
+    prepare_long(cache)
     out = os.path.join(cache, "bench-asr")
     piper_model = os.path.join(cache, "models", PIPER_MODEL)
     if not os.path.exists(piper_model):
@@ -246,14 +323,8 @@ def prepare(cache: str) -> None:
     manifest = []
 
     # LibriVox: the five clips in order, references from the transcription file.
-    refs = {}
-    with open(os.path.join(LIBRIVOX, "transcription"), encoding="utf-8") as f:
-        for line in f:
-            text, _, ident = line.strip()[:-1].rpartition("(")
-            refs[ident.strip()] = " ".join(text.replace("<s>", "").replace("</s>", "").split())
-    wavs = sorted(glob.glob(os.path.join(LIBRIVOX, "*.wav")))
+    wavs, texts = librivox_clips()
     clips = [read_wav16(w) for w in wavs]
-    texts = [refs[os.path.splitext(os.path.basename(w))[0]] for w in wavs]
     files = [("librivox", join_with_pauses(clips), " ".join(texts), "LibriVox (pocketsphinx-testdata)")]
 
     # espeak-ng passages, PER_FILE to a file.
@@ -310,7 +381,41 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def run(cache: str, models: list[str], computes: list[str], out_json: str, clips_json: str | None = None) -> None:
+def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_json: str,
+        clips_json: str | None = None) -> None:
+    """Each model and compute type in a process of its own (`run-one`), timed whole."""
+    from bench_speechmill import run_child
+
+    doc, results = None, []
+    for model_name in models:
+        for compute in computes:
+            with tempfile.TemporaryDirectory() as tmp:
+                one = os.path.join(tmp, "one.json")
+                argv = [sys.executable, os.path.abspath(__file__), "run-one", "--cache", cache,
+                        "--audio", audio_dir, "--models", model_name, "--compute", compute, "--json", one]
+                t = run_child(argv + (["--clips", clips_json] if clips_json else []))
+                with open(one) as f:
+                    doc = json.load(f)
+            r = doc["results"][0]
+            r.update({"process_s": round(t["wall"], 2), "process_cpu_s": round(t["cpu"], 2),
+                      "peak_rss_mb": t["peak_rss_mb"]})
+            results.append(r)
+    doc["results"] = results
+    doc["settings"]["timed"] = ("transcribe_s: transcription alone (load, audio decoding and warm-up excluded); "
+                                "process_s: the whole run-one process")
+    os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
+    with open(out_json + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+    os.replace(out_json + ".tmp", out_json)
+    print(f"{'tool':15s} {'model':8s} {'compute':8s} {'load s':>7s} {'audio s/s':>9s} {'process':>8s} "
+          f"{'RSS MB':>7s} {'WER':>6s}")
+    for r in results:
+        print(f"{r['tool']:15s} {r['model']:8s} {r['compute_type']:8s} {r['load_s']:7.2f} {r['speed']:9.2f} "
+              f"{r['audio_s'] / r['process_s']:8.2f} {r['peak_rss_mb']:7.0f} {r['wer']:6.3f}")
+
+
+def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], out_json: str,
+            clips_json: str | None = None) -> None:
     """With `clips_json` (speechmill's segments, {file: [[start_s, end_s], ...]}), each file is
     transcribed on exactly those clips (`clip_timestamps`, no VAD of faster-whisper's own):
     the decoders compared on identical audio, apart from segmentation."""
@@ -319,7 +424,7 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str, clips
     from faster_whisper import BatchedInferencePipeline, WhisperModel
     from faster_whisper.audio import decode_audio
 
-    bench = os.path.join(cache, "bench-asr")
+    bench = os.path.join(cache, audio_dir)
     with open(os.path.join(bench, "manifest.json")) as f:
         manifest = json.load(f)
     audio = {m["file"]: decode_audio(os.path.join(bench, m["file"]), sampling_rate=SR) for m in manifest}
@@ -379,18 +484,15 @@ def run(cache: str, models: list[str], computes: list[str], out_json: str, clips
     with open(out_json + ".tmp", "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False)
     os.replace(out_json + ".tmp", out_json)
-    print(f"{'tool':15s} {'model':8s} {'compute':8s} {'load s':>7s} {'audio s/s':>9s} {'per cpu s':>9s} {'WER':>6s}")
-    for r in results:
-        print(f"{r['tool']:15s} {r['model']:8s} {r['compute_type']:8s} {r['load_s']:7.2f} {r['speed']:9.2f} "
-              f"{r['cpu_speed']:9.2f} {r['wer']:6.3f}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="faster-whisper's side of speechmill's ASR benchmark")
-    ap.add_argument("command", choices=["prepare", "run"])
+    ap.add_argument("command", choices=["prepare", "run", "run-one"])
     ap.add_argument("--cache", default=os.environ.get("SPEECHMILL_CACHE", os.path.join(REPO, ".cache/speechmill")))
     ap.add_argument("--models", default="tiny.en,base")
     ap.add_argument("--compute", default="int8,float32")
+    ap.add_argument("--audio", default="bench-asr", help="run: the audio's folder in the cache")
     ap.add_argument("--json", default=None)
     ap.add_argument("--clips", default=None,
                     help="run: transcribe these clips ({file: [[start_s, end_s], ...]}) instead of VAD's")
@@ -399,8 +501,9 @@ def main() -> int:
     if a.command == "prepare":
         prepare(cache)
     else:
-        run(cache, a.models.split(","), a.compute.split(","),
-            a.json or os.path.join(cache, "bench-asr", "results-faster-whisper.json"), a.clips)
+        (run if a.command == "run" else run_one)(
+            cache, a.audio, a.models.split(","), a.compute.split(","),
+            a.json or os.path.join(cache, a.audio, "results-faster-whisper.json"), a.clips)
     return 0
 
 

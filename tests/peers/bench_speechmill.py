@@ -6,7 +6,8 @@
     python tests/peers/bench_speechmill.py vad --bin target/debug/speechmill [--cache DIR]
         [--json OUT]
 
-Both read the audio that bench_faster_whisper.py prepared in $CACHE/bench-asr/.
+Both read the audio that bench_faster_whisper.py prepared in $CACHE/bench-asr/ (or
+--audio bench-asr-long, the long-recording case).
 
 asr  runs dags/corpus.toml --until asr (ingest → segment → asr) on every file of manifest.json, for
      each model and compute type, into a fresh store: asr.model=whisper-<model>,
@@ -93,7 +94,7 @@ def sql(binary: str, store: str, query: str) -> list[dict]:
 
 
 def asr(a: argparse.Namespace) -> None:
-    bench = os.path.join(a.cache, "bench-asr")
+    bench = os.path.join(a.cache, a.audio)
     manifest, audio_s = load_manifest(bench)
     refs = {m["file"]: open(os.path.join(bench, m["text"]), encoding="utf-8").read().strip() for m in manifest}
     results = []
@@ -124,6 +125,7 @@ def asr(a: argparse.Namespace) -> None:
             r = {"tool": "speechmill", "model": model, "compute_type": compute, "load_s": None,
                  "transcribe_s": round(t["wall"], 2), "cpu_s": round(t["cpu"], 2), "audio_s": round(audio_s, 3),
                  "speed": round(audio_s / t["wall"], 2), "cpu_speed": round(audio_s / t["cpu"], 2),
+                 "process_s": round(t["wall"], 2), "process_cpu_s": round(t["cpu"], 2),
                  "peak_rss_mb": t["peak_rss_mb"], "segments": len(rows),
                  "wer": round(wer([refs[m["file"]] for m in manifest], hyps), 4), "files": files}
             print(f"speechmill {model:8s} {compute:8s} {r['speed']:6.2f} audio-s/s "
@@ -136,7 +138,7 @@ def asr(a: argparse.Namespace) -> None:
 
 
 def vad(a: argparse.Namespace) -> None:
-    bench = os.path.join(a.cache, "bench-asr")
+    bench = os.path.join(a.cache, a.audio)
     manifest, audio_s = load_manifest(bench)
     with tempfile.TemporaryDirectory(prefix="bench-vad-") as store:
         ours = run_child([a.bin, "run", "dags/corpus.toml", "--store", store, "--until", "segment",
@@ -190,6 +192,7 @@ def main() -> int:
     p.add_argument("--models", default="tiny.en,base")
     p.add_argument("--compute", default="int8,float32")
     p.add_argument("--python", default=sys.executable, help="a Python with faster-whisper (vad)")
+    p.add_argument("--audio", default="bench-asr", help="the audio's folder in the cache")
     p.add_argument("--json")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="extra `speechmill run --set` for the asr runs (e.g. segment.pad_s=0.4)")
