@@ -255,6 +255,20 @@ def librivox_clips() -> tuple[list[str], list[str]]:
     return wavs, [refs[os.path.splitext(os.path.basename(w))[0]] for w in wavs]
 
 
+def emptied_unless_current(out: str, key: str, what: str) -> bool:
+    """False when `out` already holds the audio stamped `key`; else empties it of audio
+    and references (the caller writes them and the stamp) and returns True."""
+    stamp = os.path.join(out, ".stamp")
+    if os.path.exists(stamp) and open(stamp).read().strip() == key:
+        say(f"audio present in {out}")
+        return False
+    say(f"building {what} in {out}")
+    os.makedirs(out, exist_ok=True)
+    for old in glob.glob(os.path.join(out, "*.wav")) + glob.glob(os.path.join(out, "*.txt")):
+        os.remove(old)
+    return True
+
+
 def prepare_long(cache: str) -> None:
     """The long-recording case (see the module docs), stamped apart from the passages."""
     out = os.path.join(cache, "bench-asr-long")
@@ -263,14 +277,8 @@ def prepare_long(cache: str) -> None:
     for wav in wavs:
         h.update(sha256_file(wav).encode())
     key = h.hexdigest()
-    stamp = os.path.join(out, ".stamp")
-    if os.path.exists(stamp) and open(stamp).read().strip() == key:
-        say(f"audio present in {out}")
+    if not emptied_unless_current(out, key, "the long recordings"):
         return
-    say(f"building the long recordings in {out}")
-    os.makedirs(out, exist_ok=True)
-    for old in glob.glob(os.path.join(out, "*.wav")) + glob.glob(os.path.join(out, "*.txt")):
-        os.remove(old)
     with tempfile.TemporaryDirectory() as tmp:
         # Every clip at every tempo, once (ffmpeg's atempo keeps the pitch).
         at_tempo = {}
@@ -300,7 +308,7 @@ def prepare_long(cache: str) -> None:
                          "source": "LibriVox (pocketsphinx-testdata), tempo and gain varied, short pauses"})
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
-    with open(stamp, "w") as f:
+    with open(os.path.join(out, ".stamp"), "w") as f:
         f.write(key + "\n")
     say(f"{len(manifest)} long files, {sum(m['seconds'] for m in manifest) / 60:.1f} minutes")
 
@@ -312,14 +320,8 @@ def prepare(cache: str) -> None:
     if not os.path.exists(piper_model):
         raise SystemExit(f"{piper_model} is missing: run 'bash scripts/setup.sh'")
     key = audio_key(piper_model)
-    stamp = os.path.join(out, ".stamp")
-    if os.path.exists(stamp) and open(stamp).read().strip() == key:
-        say(f"audio present in {out}")
+    if not emptied_unless_current(out, key, "test audio"):
         return
-    say(f"building test audio in {out}")
-    os.makedirs(out, exist_ok=True)
-    for old in glob.glob(os.path.join(out, "*.wav")) + glob.glob(os.path.join(out, "*.txt")):
-        os.remove(old)
     manifest = []
 
     # LibriVox: the five clips in order, references from the transcription file.
@@ -364,7 +366,7 @@ def prepare(cache: str) -> None:
                          "source": source})
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
-    with open(stamp, "w") as f:
+    with open(os.path.join(out, ".stamp"), "w") as f:
         f.write(key + "\n")
     total = sum(m["seconds"] for m in manifest)
     say(f"{len(manifest)} files, {total / 60:.1f} minutes")
