@@ -8,7 +8,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorRef};
 
 use super::config::WhisperConfig;
-use super::profile::{Profile, count, timed};
+use super::profile::{Profile, add_elapsed, count, timed};
 use crate::runtime::{ModelError, Result, SessionConfig, create_session, ort_error};
 
 /// Encoder output for a batch of windows: `cross_k` `[L, W, H, S, dh]` and
@@ -232,10 +232,7 @@ impl WhisperSessions {
                     .into_dyn())
             })
             .collect::<Result<Vec<_>>>()?;
-        count(
-            &self.profile.reorder_ns,
-            started.elapsed().as_nanos() as usize,
-        );
+        add_elapsed(&self.profile.reorder_ns, started);
         Ok(KvCache {
             batch: rows.len(),
             past: cache.past,
@@ -302,15 +299,12 @@ impl WhisperSessions {
                 .unwrap_or_else(|| self.decoders[0].lock().unwrap_or_else(|p| p.into_inner()))
         });
         let p = &self.profile;
-        if want_alignment {
+        let spent = if want_alignment {
             count(&p.align_calls, 1);
+            &p.align_decoder_ns
         } else {
             count(&p.decoder_calls, 1);
             count(&p.decoder_rows, batch);
-        }
-        let spent = if want_alignment {
-            &p.align_decoder_ns
-        } else {
             &p.decoder_ns
         };
         let started = std::time::Instant::now();
@@ -328,7 +322,7 @@ impl WhisperSessions {
         } else {
             Vec::new()
         };
-        count(spent, started.elapsed().as_nanos() as usize);
+        add_elapsed(spent, started);
         let layers = self
             .present_names
             .iter()
