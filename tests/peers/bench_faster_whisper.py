@@ -383,6 +383,14 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def write_json(path: str, doc: dict) -> None:
+    """Writes `doc` to `path` whole or not at all (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+    os.replace(path + ".tmp", path)
+
+
 def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_json: str,
         clips_json: str | None = None) -> None:
     """Each model and compute type in a process of its own (`run-one`), timed whole."""
@@ -405,10 +413,7 @@ def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_
     doc["results"] = results
     doc["settings"]["timed"] = ("transcribe_s: transcription alone (load, audio decoding and warm-up excluded); "
                                 "process_s: the whole run-one process")
-    os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
-    with open(out_json + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-    os.replace(out_json + ".tmp", out_json)
+    write_json(out_json, doc)
     print(f"{'tool':15s} {'model':8s} {'compute':8s} {'load s':>7s} {'audio s/s':>9s} {'process':>8s} "
           f"{'RSS MB':>7s} {'WER':>6s}")
     for r in results:
@@ -482,10 +487,7 @@ def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], 
            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model()}, "settings": settings,
            "audio": {"files": len(manifest), "seconds": round(audio_s, 3)},
            "normalisation": " ".join(NORMALISATION_DOC.split()), "results": results}
-    os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
-    with open(out_json + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-    os.replace(out_json + ".tmp", out_json)
+    write_json(out_json, doc)
 
 
 def main() -> int:
