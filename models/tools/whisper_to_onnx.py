@@ -67,8 +67,11 @@ whisper.json  everything the runtime needs, so it never reads the checkpoint:
 
 Each ONNX file carries the same facts as metadata_props (one key per whisper.json
 field; lists and objects as JSON text), plus "speechmill_layout" = "whisper-v2".
-Graphs are IR version 8, opset 17 (the float graphs load in onnxruntime >= 1.13; the int8
-ones need its 8-bit MatMulNBits, tested with 1.32).
+Graphs are IR version 8, opset 17 with onnxruntime's com.microsoft ops (the encoders'
+self-attention is its fused MultiHeadAttention, the int8 graphs' weights its 8-bit
+MatMulNBits; tested with 1.32). The decoders keep every tensor of 64 KiB or more in
+decoder.onnx.data / decoder_int8.onnx.data next to them, page-aligned, which speechmill
+maps once and shares between its decoder sessions.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ import time
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ct2_reader import Ct2Model  # noqa: E402
@@ -93,6 +96,8 @@ FORMAT = 3
 LAYOUT = "whisper-v2"
 MULTILINGUAL_MIN_VOCAB = 51865
 EXTERNAL_DATA_BYTES = 1_800_000_000  # larger graphs keep their weights in a .data file
+EXTERNAL_MIN_BYTES = 65536  # smaller tensors (norms, biases, shapes) stay in the graph
+DATA_ALIGN = 4096  # a page: each tensor in a .data file starts on one
 QUANT_BLOCK = 128  # int8 weights: one scale per 128 values along K
 GELU_TANH, GELU = 2, 3  # CTranslate2 ActivationType values (only exact GELU is used by Whisper)
 
@@ -294,15 +299,18 @@ class Graph(GraphBuilder):
         t = self.op("Transpose", [x], perm=[0, 2, 1, 3])
         return self.op("Reshape", [t, self.const([0, 0, D])])
 
-    def save(self, inputs, outputs, path: str, meta: dict[str, str], doc: str) -> None:
+    def save(self, inputs, outputs, path: str, meta: dict[str, str], doc: str, weights_apart: bool = False) -> None:
         graph = helper.make_graph(self.nodes, self.name, inputs, outputs, initializer=list(self.inits.values()),
                                   doc_string=doc)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        opsets = [helper.make_opsetid("", OPSET)]
+        if any(n.domain == "com.microsoft" for n in self.nodes):
+            opsets.append(helper.make_opsetid("com.microsoft", 1))
+        m = helper.make_model(graph, opset_imports=opsets,
                               producer_name="speechmill whisper_to_onnx", producer_version=str(FORMAT))
         m.ir_version = IR_VERSION
         for k, v in meta.items():
             m.metadata_props.add(key=k, value=v)
-        save_checked(m, path)
+        save_checked(m, path, weights_apart)
 
 
 def build_encoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
@@ -320,12 +328,12 @@ def build_encoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
     for l in range(f["n_enc_layers"]):
         p = f"encoder/layer_{l}/self_attention"
         h = g.layer_norm(x, p + "/layer_norm")
-        q, k, v = g.split_heads(g.linear(h, p + "/linear_0", scale_rows=D, scale=dh ** -0.5), 3, H, dh)
-        q = g.op("Transpose", [q], perm=[0, 2, 1, 3])    # [B, H, S, dh]
-        kt = g.op("Transpose", [k], perm=[0, 2, 3, 1])   # [B, H, dh, S]
-        v = g.op("Transpose", [v], perm=[0, 2, 1, 3])
-        a = g.op("MatMul", [g.op("Softmax", [g.op("MatMul", [q, kt])], axis=-1), v])
-        x = g.op("Add", [x, g.linear(g.merge_heads(a, D), p + "/linear_1")])
+        qkv = g.linear(h, p + "/linear_0", scale_rows=D, scale=dh ** -0.5)  # q pre-scaled
+        # onnxruntime's fused MultiHeadAttention (com.microsoft): 10-15% less encoder time
+        # on CPU than MatMul-Softmax-MatMul over split heads, same output within 1e-5.
+        q, k, v = g.op("Split", [qkv, g.const([D, D, D])], n_out=3, axis=2)
+        a = g.op("MultiHeadAttention", [q, k, v], domain="com.microsoft", num_heads=H, scale=1.0)
+        x = g.op("Add", [x, g.linear(a, p + "/linear_1")])
         x = g.ffn(x, f"encoder/layer_{l}/ffn")
     x = g.layer_norm(x, "encoder/layer_norm")
 
@@ -437,16 +445,34 @@ def build_decoder(model: Ct2Model, f: dict) -> tuple[Graph, list, list]:
     return g, inputs, outputs
 
 
-def save_checked(m: onnx.ModelProto, path: str) -> None:
-    """Checks and writes `m`; protobuf cannot hold 2 GB, so a larger graph keeps its
-    weights in <file>.data next to it."""
-    if sum(t.ByteSize() for t in m.graph.initializer) < EXTERNAL_DATA_BYTES:
+def save_checked(m: onnx.ModelProto, path: str, weights_apart: bool = False) -> None:
+    """Checks and writes `m`. With `weights_apart` (the decoders), and for any graph
+    that protobuf's 2 GB cannot hold, every tensor of at least EXTERNAL_MIN_BYTES goes
+    to <file>.data next to it, each at an offset that is a multiple of DATA_ALIGN:
+    speechmill maps that file and hands its tensors to ONNX Runtime as initializers
+    shared by every session of the graph (one copy of the decoder's weights however
+    many threads decode), and a page-aligned tensor is one the runtime can map too."""
+    if not weights_apart and sum(t.ByteSize() for t in m.graph.initializer) < EXTERNAL_DATA_BYTES:
         onnx.checker.check_model(m)
         onnx.save(m, path)
-    else:
-        onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=os.path.basename(path) + ".data", size_threshold=1024)
-        onnx.checker.check_model(path)
+        return
+    location = os.path.basename(path) + ".data"
+    with open(path + ".data", "wb") as data:
+        for t in m.graph.initializer:
+            if not t.HasField("raw_data"):
+                t.raw_data = numpy_helper.to_array(t).tobytes()
+                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                    t.ClearField(field)
+            if len(t.raw_data) < EXTERNAL_MIN_BYTES:
+                continue
+            data.write(b"\0" * (-data.tell() % DATA_ALIGN))
+            offset = data.tell()
+            data.write(t.raw_data)
+            external_data_helper.set_external_data(t, location, offset=offset, length=len(t.raw_data))
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+    onnx.save(m, path)
+    onnx.checker.check_model(path)
 
 
 # ---------------------------------------------------------------------- driver
@@ -457,7 +483,7 @@ def metadata(facts: dict) -> dict[str, str]:
     return meta
 
 
-def quantize_int8(src: str, dst: str) -> None:
+def quantize_int8(src: str, dst: str, weights_apart: bool = False) -> None:
     """Rewrites every MatMul and Gemm with a weight initializer as MatMulNBits (8-bit,
     blocks of QUANT_BLOCK along K, symmetric, scale per block) with accuracy_level 4:
     onnxruntime then quantizes activations per block too, which keeps Whisper's
@@ -506,8 +532,9 @@ def quantize_int8(src: str, dst: str) -> None:
     kept = [t for t in g.initializer if t.name in used_by_float]
     g.ClearField("initializer")
     g.initializer.extend(kept + list(new_inits.values()))
-    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    save_checked(m, dst)
+    if not any(o.domain == "com.microsoft" for o in m.opset_import):
+        m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    save_checked(m, dst, weights_apart)
 
 
 def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
@@ -529,13 +556,15 @@ def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
     g.save(i, o, os.path.join(out_dir, "encoder.onnx"), meta, "Whisper encoder: mel -> cross-attention K/V")
     del g
     g, i, o = build_decoder(model, facts)
-    g.save(i, o, os.path.join(out_dir, "decoder.onnx"), meta, "Whisper decoder step with self-attention cache")
+    g.save(i, o, os.path.join(out_dir, "decoder.onnx"), meta, "Whisper decoder step with self-attention cache",
+           weights_apart=True)
     del g
     log(f"wrote encoder.onnx, decoder.onnx ({time.perf_counter() - t:.1f}s)")
     if int8:
         t = time.perf_counter()
         for part in ("encoder", "decoder"):
-            quantize_int8(os.path.join(out_dir, f"{part}.onnx"), os.path.join(out_dir, f"{part}_int8.onnx"))
+            quantize_int8(os.path.join(out_dir, f"{part}.onnx"), os.path.join(out_dir, f"{part}_int8.onnx"),
+                          weights_apart=part == "decoder")
         log(f"wrote encoder_int8.onnx, decoder_int8.onnx ({time.perf_counter() - t:.1f}s)")
     shutil.copyfile(os.path.join(ct2_dir, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
     with open(os.path.join(out_dir, "whisper.json.tmp"), "w", encoding="utf-8") as fh:

@@ -12,6 +12,8 @@
 //! * [`pool`]: a verified model loaded once per process and config, shared
 //!   ([`shared_model`]) or one instance per concurrent caller ([`SessionPool`]);
 //! * [`shared`](mod@shared): process-wide instances by key;
+//! * [`shared_weights`]: [`SharedWeights`], a graph's external tensors mapped once and
+//!   shared by every session of it ([`create_session_sharing`]);
 //! * [`error`]: [`ModelError`], one line per error, naming the setup command when setup
 //!   fixes it.
 //!
@@ -47,6 +49,7 @@ pub mod pool;
 pub mod registry;
 pub mod session;
 pub mod shared;
+pub mod shared_weights;
 
 pub use cache::{
     CACHE_ENV, CACHE_SUBDIR, ORT_DYLIB_ENV, ORT_LIBRARY, SETUP_COMMAND, SETUP_HINT, cache_dir,
@@ -61,5 +64,6 @@ pub use registry::{
     Artifact, ArtifactFile, REGISTRY_TOML, Registry, Wheel, model_path, model_path_in, registry,
     resolve_model,
 };
-pub use session::{Device, SessionConfig, create_session, environment};
+pub use session::{Device, SessionConfig, create_session, create_session_sharing, environment};
 pub use shared::shared;
+pub use shared_weights::SharedWeights;

@@ -12,6 +12,7 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use super::cache::ort_library_path;
 use super::error::{ModelError, Result, one_line};
+use super::shared_weights::SharedWeights;
 
 /// The process-wide ONNX Runtime environment, created on first use from
 /// [`ort_library_path`]. ort allows one environment per process; every session of
@@ -138,6 +139,25 @@ impl SessionConfig {
 /// thread, pooled memory unless the config turns it off). A missing file gives
 /// [`ModelError::MissingFile`] before ONNX Runtime is touched.
 pub fn create_session(path: &Path, config: &SessionConfig) -> Result<Session> {
+    build_session(path, config, None)
+}
+
+/// [`create_session`] for a graph whose external tensors every session of it shares
+/// (`weights`, opened from the same `path`): the caller keeps `weights` until the
+/// session is dropped.
+pub fn create_session_sharing(
+    path: &Path,
+    config: &SessionConfig,
+    weights: &SharedWeights,
+) -> Result<Session> {
+    build_session(path, config, Some(weights))
+}
+
+fn build_session(
+    path: &Path,
+    config: &SessionConfig,
+    weights: Option<&SharedWeights>,
+) -> Result<Session> {
     if !path.is_file() {
         return Err(ModelError::MissingFile {
             path: path.to_path_buf(),
@@ -180,6 +200,9 @@ pub fn create_session(path: &Path, config: &SessionConfig) -> Result<Session> {
                 .build()
                 .error_on_failure()])
             .map_err(|e| load_err(e.to_string()))?;
+    }
+    if let Some(weights) = weights {
+        builder = weights.apply(builder).map_err(load_err)?;
     }
     builder
         .commit_from_file(path)

@@ -5,8 +5,9 @@
 //! detection, and word timestamps by DTW over the alignment heads.
 //!
 //! A model directory (made by `models/tools/whisper_to_onnx.py`, or laid out the same
-//! way by hand) holds `encoder.onnx`, `decoder.onnx`, optionally `decoder_int8.onnx`,
-//! `tokenizer.json` and `whisper.json`.
+//! way by hand) holds `encoder.onnx`, `decoder.onnx` with its weights in
+//! `decoder.onnx.data`, optionally `encoder_int8.onnx` and `decoder_int8.onnx` (with
+//! `decoder_int8.onnx.data`), `tokenizer.json` and `whisper.json`.
 
 mod align;
 mod config;
@@ -61,19 +62,24 @@ impl Precision {
     /// Every precision.
     pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Int8];
 
-    /// The encoder and decoder files of this precision.
-    pub fn files(self) -> [&'static str; 2] {
+    /// The encoder and decoder files of this precision, and the decoder's weights (its
+    /// external data, which every decoder session shares).
+    pub fn files(self) -> [&'static str; 3] {
         match self {
-            Precision::Fp32 => ["encoder.onnx", "decoder.onnx"],
-            Precision::Int8 => ["encoder_int8.onnx", "decoder_int8.onnx"],
+            Precision::Fp32 => ["encoder.onnx", "decoder.onnx", "decoder.onnx.data"],
+            Precision::Int8 => [
+                "encoder_int8.onnx",
+                "decoder_int8.onnx",
+                "decoder_int8.onnx.data",
+            ],
         }
     }
 
     /// Every file a model directory loads at this precision, in the order its
     /// fingerprint hashes them.
-    pub fn all_files(self) -> [&'static str; 4] {
-        let [encoder, decoder] = self.files();
-        [COMMON_FILES[0], COMMON_FILES[1], encoder, decoder]
+    pub fn all_files(self) -> [&'static str; 5] {
+        let [encoder, decoder, weights] = self.files();
+        [COMMON_FILES[0], COMMON_FILES[1], encoder, decoder, weights]
     }
 }
 
@@ -221,7 +227,7 @@ impl Whisper {
     pub fn load(dir: &Path, precision: Precision, session: &SessionConfig) -> Result<Self> {
         let config = WhisperConfig::load(&dir.join("whisper.json"))?;
         let tokenizer = WhisperTokenizer::load(&dir.join("tokenizer.json"), config.tokens.eot)?;
-        let [encoder, decoder] = precision.files();
+        let [encoder, decoder, _] = precision.files();
         let mel = MelExtractor::new(config.n_mels);
         let sessions =
             WhisperSessions::load(config, &dir.join(encoder), &dir.join(decoder), session)?;
@@ -334,7 +340,7 @@ impl Whisper {
             // threads hold the receiving end: once they have all stopped (done, failed
             // or panicked) the encoder's next send fails and it stops too, instead of
             // waiting forever on a full queue.
-            let (to_decode, encoded) = sync_channel::<(usize, Result<Encoded>)>(1);
+            let (to_decode, encoded) = sync_channel::<(usize, Result<Encoded>)>(0);
             let encoded = Arc::new(Mutex::new(encoded));
             let to_encode = batches.clone();
             let stop = &stop;

@@ -9,7 +9,10 @@ use ort::value::{DynValue, Tensor, TensorRef};
 
 use super::config::WhisperConfig;
 use super::profile::{Profile, add_elapsed, count, timed};
-use crate::runtime::{ModelError, Result, SessionConfig, create_session, ort_error};
+use crate::runtime::{
+    ModelError, Result, SessionConfig, SharedWeights, create_session, create_session_sharing,
+    ort_error,
+};
 
 /// Encoder output for a batch of windows: `cross_k` `[L, W, H, S, dh]` and
 /// `cross_v` `[L, W, H, dh, S]`.
@@ -58,6 +61,9 @@ pub struct WhisperSessions {
     /// Sessions of the same decoder graph, one per thread that decodes at a time
     /// (ort runs a session from one thread at a time).
     decoders: Vec<Mutex<Session>>,
+    /// The decoder weights the sessions above read in place: after them, so that it
+    /// is dropped (unmapped) after them.
+    _weights: Option<SharedWeights>,
     encoder_path: PathBuf,
     decoder_path: PathBuf,
     /// `past_self_k_0, past_self_v_0, …`, then `cross_k_0, cross_v_0, …`
@@ -98,19 +104,28 @@ impl WhisperSessions {
         };
         let workers = if session.intra_threads >= 2 { 2 } else { 1 };
         let half = (session.intra_threads / 2).max(1);
-        // The sessions are built side by side: graph optimisation takes a while.
+        // The decoder sessions share one copy of the weights when the graph keeps them
+        // in an external data file (as the converter writes it): mapped once, handed to
+        // each session as its initializers, packed once. The second session is built
+        // after the first, so it finds the packed weights there; the encoder is built
+        // beside them (graph optimisation takes a while).
+        let weights = SharedWeights::open(decoder_path)?;
         let (encoder, decoders) = std::thread::scope(|scope| {
             let encoder = scope.spawn(|| create_session(encoder_path, &with_threads(half)));
-            let decoders: Vec<_> = (0..workers)
-                .map(|_| scope.spawn(|| create_session(decoder_path, &with_threads(half))))
+            let decoders: Result<Vec<Session>> = (0..workers)
+                .map(|_| match &weights {
+                    Some(w) => create_session_sharing(decoder_path, &with_threads(half), w),
+                    None => create_session(decoder_path, &with_threads(half)),
+                })
                 .collect();
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<Session>>| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            };
-            let decoders: Result<Vec<Session>> = decoders.into_iter().map(join).collect();
-            (join(encoder), decoders)
+            let encoder = encoder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (encoder, decoders)
         });
+        if let Some(w) = &weights {
+            w.release_pages();
+        }
         let (encoder, decoders) = (encoder?, decoders?);
         check_io(&encoder, encoder_path, &["mel"], &["cross_k", "cross_v"])?;
         let layer_names = |prefix: &str| -> Vec<String> {
@@ -135,6 +150,7 @@ impl WhisperSessions {
             config,
             encoder: Mutex::new(encoder),
             decoders: decoders.into_iter().map(Mutex::new).collect(),
+            _weights: weights,
             encoder_path: encoder_path.to_path_buf(),
             decoder_path: decoder_path.to_path_buf(),
             past_names,
