@@ -139,21 +139,13 @@ impl SessionConfig {
 /// thread, pooled memory unless the config turns it off). A missing file gives
 /// [`ModelError::MissingFile`] before ONNX Runtime is touched.
 pub fn create_session(path: &Path, config: &SessionConfig) -> Result<Session> {
-    build_session(path, config, None)
+    create_session_sharing(path, config, None)
 }
 
-/// [`create_session`] for a graph whose external tensors every session of it shares
-/// (`weights`, opened from the same `path`): the caller keeps `weights` until the
-/// session is dropped.
+/// [`create_session`], and with `weights` (opened from the same `path`) a session that
+/// shares that graph's external tensors with every other session built with them: the
+/// caller keeps `weights` until the session is dropped.
 pub fn create_session_sharing(
-    path: &Path,
-    config: &SessionConfig,
-    weights: &SharedWeights,
-) -> Result<Session> {
-    build_session(path, config, Some(weights))
-}
-
-fn build_session(
     path: &Path,
     config: &SessionConfig,
     weights: Option<&SharedWeights>,

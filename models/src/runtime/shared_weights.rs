@@ -234,7 +234,6 @@ impl SharedWeights {
             // SAFETY: a private read-only file mapping: dropping its pages loses nothing,
             // a later read faults the file's bytes back in.
             let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-            let _ = map.advise(memmap2::Advice::Random);
         }
     }
 }

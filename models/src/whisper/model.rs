@@ -113,9 +113,8 @@ impl WhisperSessions {
         let (encoder, decoders) = std::thread::scope(|scope| {
             let encoder = scope.spawn(|| create_session(encoder_path, &with_threads(half)));
             let decoders: Result<Vec<Session>> = (0..workers)
-                .map(|_| match &weights {
-                    Some(w) => create_session_sharing(decoder_path, &with_threads(half), w),
-                    None => create_session(decoder_path, &with_threads(half)),
+                .map(|_| {
+                    create_session_sharing(decoder_path, &with_threads(half), weights.as_ref())
                 })
                 .collect();
             let encoder = encoder
