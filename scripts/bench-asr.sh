@@ -5,6 +5,7 @@
 #   bash scripts/bench-asr.sh                       # tiny.en and base, int8 and float32
 #   MODELS=tiny.en COMPUTE=int8 bash scripts/bench-asr.sh
 #   SETS=bench-asr-long MODELS=base COMPUTE=int8 bash scripts/bench-asr.sh
+#   WORDS=1 bash scripts/bench-asr.sh               # word timestamps on both sides
 #
 # Needs scripts/setup.sh and scripts/peers.sh first (models, the peers venv).
 # Test audio (about 20 minutes of speech, built once into $SPEECHMILL_CACHE/bench-asr/,
@@ -28,6 +29,9 @@
 #                   transcription alone; peak RSS of both tools' processes
 #   speechmill:     run_speechmill below
 #   fw-sm-segments: faster-whisper on speechmill's segments (clip_timestamps, no VAD of its own)
+# Both tools do the same work: text only by default (faster-whisper's batched default;
+# speechmill's asr with word_timestamps = false); WORDS=1 gives word timestamps on both
+# sides (faster-whisper's word_timestamps=True; speechmill's asr default).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +40,8 @@ SETS="${SETS:-bench-asr bench-asr-long}"
 MODELS="${MODELS:-tiny.en,base}"
 COMPUTE="${COMPUTE:-int8,float32}"
 PEERS_PY="$CACHE/peers-venv/bin/python"
+WORDS_ARG=()
+[ "${WORDS:-0}" = 1 ] && WORDS_ARG=(--words)
 
 die() { echo "bench-asr: $*" >&2; exit 1; }
 for tool in ffmpeg espeak-ng; do
@@ -50,7 +56,7 @@ cd "$REPO"
 # ------------------------------------------------------------------ faster-whisper
 run_faster_whisper() {
   "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" --audio "$SET" \
-    --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-faster-whisper.json" >/dev/null
+    --models "$MODELS" --compute "$COMPUTE" "${WORDS_ARG[@]}" --json "$BENCH/results-faster-whisper.json" >/dev/null
 }
 
 # ------------------------------------------------------------------ speechmill
@@ -61,7 +67,7 @@ run_faster_whisper() {
 # dependencies and our stages/models crates are built with opt-level 3 (Cargo.toml).
 run_speechmill() {
   "$PEERS_PY" tests/peers/bench_speechmill.py asr --bin "$REPO/target/debug/speechmill" --cache "$CACHE" \
-    --audio "$SET" --models "$MODELS" --compute "$COMPUTE" --json "$BENCH/results-speechmill.json"
+    --audio "$SET" --models "$MODELS" --compute "$COMPUTE" "${WORDS_ARG[@]}" --json "$BENCH/results-speechmill.json"
   "$PEERS_PY" tests/peers/bench_speechmill.py vad --bin "$REPO/target/debug/speechmill" --cache "$CACHE" \
     --audio "$SET" --json "$BENCH/vad-results.json"
 }
@@ -71,7 +77,7 @@ run_speechmill() {
 # show comes from segmentation, not decoding.
 run_faster_whisper_on_our_segments() {
   "$PEERS_PY" tests/peers/bench_faster_whisper.py run --cache "$CACHE" --audio "$SET" \
-    --models "$MODELS" --compute "$COMPUTE" --clips "$BENCH/speechmill-segments.json" \
+    --models "$MODELS" --compute "$COMPUTE" "${WORDS_ARG[@]}" --clips "$BENCH/speechmill-segments.json" \
     --json "$BENCH/results-fw-on-speechmill-segments.json" >/dev/null
 }
 
@@ -86,6 +92,7 @@ for SET in $SETS; do
 done
 
 # ------------------------------------------------------------------ tables
+echo "word timestamps: $([ "${WORDS:-0}" = 1 ] && echo "on, both tools" || echo "off, both tools (WORDS=1 for on)")"
 for SET in $SETS; do
   "$PEERS_PY" tests/peers/bench_asr_table.py "$CACHE/$SET"
   echo

@@ -26,7 +26,8 @@ run      transcribes every file of --audio (default bench-asr) with faster-whisp
          process: Python start, imports, audio decoding, model load, warm-up and
          transcription; `process_s`, `process_cpu_s`, `peak_rss_mb`), on CPU with cpu_threads=2, num_workers=1, and its defaults otherwise:
          Silero VAD on, batch_size 8, beam_size 5, without_timestamps, no temperature
-         fallback in batched mode; language fixed to "en" (no detection pass).
+         fallback in batched mode; language fixed to "en" (no detection pass); no word
+         timestamps unless --words (then word_timestamps=True).
          Model load is timed apart from transcription; a 5 s warm-up call (loads the VAD
          model, first-call allocations) is timed in neither. Audio is decoded to 16 kHz
          float32 before the clock starts. Prints a table and writes JSON (--json; default
@@ -392,7 +393,7 @@ def write_json(path: str, doc: dict) -> None:
 
 
 def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_json: str,
-        clips_json: str | None = None) -> None:
+        clips_json: str | None = None, words: bool = False) -> None:
     """Each model and compute type in a process of its own (`run-one`), timed whole."""
     from bench_speechmill import run_child
 
@@ -403,7 +404,8 @@ def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_
                 one = os.path.join(tmp, "one.json")
                 argv = [sys.executable, os.path.abspath(__file__), "run-one", "--cache", cache,
                         "--audio", audio_dir, "--models", model_name, "--compute", compute, "--json", one]
-                t = run_child(argv + (["--clips", clips_json] if clips_json else []))
+                argv += ["--clips", clips_json] if clips_json else []
+                t = run_child(argv + (["--words"] if words else []))
                 with open(one) as f:
                     doc = json.load(f)
             r = doc["results"][0]
@@ -422,10 +424,12 @@ def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_
 
 
 def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], out_json: str,
-            clips_json: str | None = None) -> None:
+            clips_json: str | None = None, words: bool = False) -> None:
     """With `clips_json` (speechmill's segments, {file: [[start_s, end_s], ...]}), each file is
     transcribed on exactly those clips (`clip_timestamps`, no VAD of faster-whisper's own):
-    the decoders compared on identical audio, apart from segmentation."""
+    the decoders compared on identical audio, apart from segmentation. With `words`, each
+    segment also gets word timestamps (`word_timestamps=True`: cross-attention DTW), the
+    work speechmill's `asr` does by default."""
     import ctranslate2
     import faster_whisper
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -439,7 +443,8 @@ def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], 
     audio_s = sum(len(a) for a in audio.values()) / SR
     warm = audio[manifest[0]["file"]][: 5 * SR]
     settings = {"pipeline": "BatchedInferencePipeline", "device": "cpu", "cpu_threads": 2, "num_workers": 1,
-                "batch_size": 8, "language": "en", "other": "faster-whisper defaults (VAD on, beam 5)"}
+                "batch_size": 8, "language": "en", "word_timestamps": words,
+                "other": "faster-whisper defaults (VAD on, beam 5)"}
     clips = None
     if clips_json:
         with open(clips_json) as f:
@@ -460,11 +465,12 @@ def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], 
             for m in manifest:
                 w0, c0 = time.perf_counter(), time.process_time()
                 if clips is None:
-                    segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8)
+                    segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8,
+                                                  word_timestamps=words)
                 elif clips.get(m["file"]):
                     stamps = [{"start": a, "end": b} for a, b in clips[m["file"]]]
                     segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8,
-                                                  clip_timestamps=stamps)
+                                                  clip_timestamps=stamps, word_timestamps=words)
                 else:  # no segments: nothing to transcribe (an empty list would mean "use VAD")
                     segments = []
                 text = " ".join(s.text.strip() for s in segments)  # consuming runs the model
@@ -500,6 +506,8 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--clips", default=None,
                     help="run: transcribe these clips ({file: [[start_s, end_s], ...]}) instead of VAD's")
+    ap.add_argument("--words", action="store_true",
+                    help="run: word timestamps too (word_timestamps=True), as speechmill's asr by default")
     a = ap.parse_args()
     cache = os.path.abspath(a.cache)
     if a.command == "prepare":
@@ -507,7 +515,7 @@ def main() -> int:
     else:
         (run if a.command == "run" else run_one)(
             cache, a.audio, a.models.split(","), a.compute.split(","),
-            a.json or os.path.join(cache, a.audio, "results-faster-whisper.json"), a.clips)
+            a.json or os.path.join(cache, a.audio, "results-faster-whisper.json"), a.clips, a.words)
     return 0
 
 

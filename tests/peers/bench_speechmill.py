@@ -2,7 +2,7 @@
 """speechmill's side of the ASR and VAD benchmarks (scripts/bench-asr.sh runs it).
 
     python tests/peers/bench_speechmill.py asr --bin target/debug/speechmill [--cache DIR]
-        [--models tiny.en,base] [--compute int8,float32] [--json OUT]
+        [--models tiny.en,base] [--compute int8,float32] [--words] [--json OUT]
     python tests/peers/bench_speechmill.py vad --bin target/debug/speechmill [--cache DIR]
         [--json OUT]
 
@@ -13,7 +13,8 @@ asr  runs dags/corpus.toml --until asr (ingest → segment → asr) on every fil
      each model and compute type, into a fresh store: asr.model=whisper-<model>,
      asr.precision=int8|fp32, asr.language=en (faster-whisper's side fixes it too),
      asr.threads=2, beam 5 (the DAG's default, as faster-whisper's). The clock covers the
-     whole `speechmill run` process: crawl, decode, Silero VAD, model load and
+     whole `speechmill run` process (asr.word_timestamps=false, the same work as
+     faster-whisper's side, unless --words): crawl, decode, Silero VAD, model load and
      transcription, so `load_s` is inside `transcribe_s` (faster-whisper's side excludes
      its load, audio decoding and VAD-model load). WER: the segments' text joined per file
      in time order, scored like faster-whisper's (textnorm.wer, corpus-level). The segment
@@ -107,6 +108,7 @@ def asr(a: argparse.Namespace) -> None:
                                "--set", f"asr.model=whisper-{model}",
                                "--set", f"asr.precision={precision}",
                                "--set", "asr.language=en", "--set", "asr.threads=2",
+                               "--set", f"asr.word_timestamps={'true' if a.words else 'false'}",
                                *[arg for kv in a.set for arg in ("--set", kv)]])
                 rows = sql(a.bin, store, "SELECT uri, start_s, text FROM asr ORDER BY uri, start_s")
                 segments = sql(a.bin, store, "SELECT uri, start_s, end_s FROM segment ORDER BY uri, start_s")
@@ -134,6 +136,7 @@ def asr(a: argparse.Namespace) -> None:
             results.append(r)
     write(a.json or os.path.join(bench, "results-speechmill.json"), manifest, audio_s, results,
           {"dag": "dags/corpus.toml", "language": "en", "threads": 2, "beam_size": 5,
+           "word_timestamps": a.words,
            "timed": "whole process: crawl, decode, VAD, model load, transcription"})
 
 
@@ -194,6 +197,9 @@ def main() -> int:
     p.add_argument("--python", default=sys.executable, help="a Python with faster-whisper (vad)")
     p.add_argument("--audio", default="bench-asr", help="the audio's folder in the cache")
     p.add_argument("--json")
+    p.add_argument("--words", action="store_true",
+                   help="asr: word timestamps too (asr.word_timestamps, on by default in the DAG); "
+                        "without it the runs do what faster-whisper's side does: text only")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="extra `speechmill run --set` for the asr runs (e.g. segment.pad_s=0.4)")
     a = p.parse_args()
