@@ -41,7 +41,8 @@ MODELS="${MODELS:-tiny.en,base}"
 COMPUTE="${COMPUTE:-int8,float32}"
 PEERS_PY="$CACHE/peers-venv/bin/python"
 WORDS_ARG=()
-[ "${WORDS:-0}" = 1 ] && WORDS_ARG=(--words)
+WORDS_MODE="off, both tools (WORDS=1 for on)"
+if [ "${WORDS:-0}" = 1 ]; then WORDS_ARG=(--words); WORDS_MODE="on, both tools"; fi
 
 die() { echo "bench-asr: $*" >&2; exit 1; }
 for tool in ffmpeg espeak-ng; do
@@ -92,7 +93,7 @@ for SET in $SETS; do
 done
 
 # ------------------------------------------------------------------ tables
-echo "word timestamps: $([ "${WORDS:-0}" = 1 ] && echo "on, both tools" || echo "off, both tools (WORDS=1 for on)")"
+echo "word timestamps: $WORDS_MODE"
 for SET in $SETS; do
   "$PEERS_PY" tests/peers/bench_asr_table.py "$CACHE/$SET"
   echo

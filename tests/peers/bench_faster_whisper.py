@@ -404,8 +404,8 @@ def run(cache: str, audio_dir: str, models: list[str], computes: list[str], out_
                 one = os.path.join(tmp, "one.json")
                 argv = [sys.executable, os.path.abspath(__file__), "run-one", "--cache", cache,
                         "--audio", audio_dir, "--models", model_name, "--compute", compute, "--json", one]
-                argv += ["--clips", clips_json] if clips_json else []
-                t = run_child(argv + (["--words"] if words else []))
+                argv += (["--clips", clips_json] if clips_json else []) + (["--words"] if words else [])
+                t = run_child(argv)
                 with open(one) as f:
                     doc = json.load(f)
             r = doc["results"][0]
@@ -451,6 +451,7 @@ def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], 
             clips = json.load(f)
         settings["segments"] = "speechmill's segment node (clip_timestamps), no VAD of its own"
     tool = "fw-sm-segments" if clips is not None else "faster-whisper"
+    opts = {"language": "en", "batch_size": 8, "word_timestamps": words}  # every timed call
     results = []
     for model_name in models:
         ct2_dir = os.path.join(cache, "models", f"whisper-{model_name}-ct2")
@@ -465,12 +466,10 @@ def run_one(cache: str, audio_dir: str, models: list[str], computes: list[str], 
             for m in manifest:
                 w0, c0 = time.perf_counter(), time.process_time()
                 if clips is None:
-                    segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8,
-                                                  word_timestamps=words)
+                    segments, _ = pipe.transcribe(audio[m["file"]], **opts)
                 elif clips.get(m["file"]):
                     stamps = [{"start": a, "end": b} for a, b in clips[m["file"]]]
-                    segments, _ = pipe.transcribe(audio[m["file"]], language="en", batch_size=8,
-                                                  clip_timestamps=stamps, word_timestamps=words)
+                    segments, _ = pipe.transcribe(audio[m["file"]], clip_timestamps=stamps, **opts)
                 else:  # no segments: nothing to transcribe (an empty list would mean "use VAD")
                     segments = []
                 text = " ".join(s.text.strip() for s in segments)  # consuming runs the model
