@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use speechmill_models::whisper::{DecodeOptions, Precision, Whisper};
+use speechmill_models::whisper::{DecodeOptions, Precision, Transcript, Whisper};
 use speechmill_models::{SessionConfig, cache_dir};
 
 fn cache() -> PathBuf {
@@ -240,6 +240,44 @@ fn beam5_wer_within_half_a_point_of_faster_whisper_tiny_en() {
 #[test]
 fn beam5_wer_within_half_a_point_of_faster_whisper_base() {
     beam5_wer_close("whisper-base");
+}
+
+/// Windows decoded together (one encoder batch of all clips, whose finished windows
+/// leave the beam search's batch as it goes; or batches of one that a decoder thread
+/// steps in pairs) give each window the tokens it gets decoded alone.
+#[test]
+fn beam5_tokens_do_not_depend_on_how_windows_are_grouped() {
+    let reference = reference();
+    let whisper = model("whisper-tiny.en", Precision::Fp32);
+    let options = DecodeOptions {
+        language: Some("en".into()),
+        word_timestamps: false,
+        ..DecodeOptions::default()
+    };
+    let audio: Vec<Vec<f32>> = clips(&reference)
+        .iter()
+        .map(|(_, p, _)| read_wav(p))
+        .collect();
+    let refs: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
+    let tokens =
+        |batch: Vec<Transcript>| -> Vec<Vec<u32>> { batch.into_iter().map(|t| t.tokens).collect() };
+    let alone: Vec<Vec<u32>> = refs
+        .iter()
+        .flat_map(|clip| tokens(whisper.transcribe(&[clip], &options, 1).unwrap()))
+        .collect();
+    assert!(alone.iter().all(|t| !t.is_empty()));
+    let together = tokens(whisper.transcribe(&refs, &options, refs.len()).unwrap());
+    assert_eq!(
+        together,
+        alone,
+        "one encoder batch of {} windows",
+        refs.len()
+    );
+    let paired = tokens(whisper.transcribe(&refs, &options, 1).unwrap());
+    assert_eq!(
+        paired, alone,
+        "batches of one, grouped by the decoder threads"
+    );
 }
 
 #[test]

@@ -220,6 +220,25 @@ impl WhisperSessions {
         })
     }
 
+    /// Bytes of encoder output per window (`cross_k` and `cross_v`, all layers).
+    pub fn cross_bytes_per_window(&self) -> usize {
+        2 * self.config.n_dec_layers * self.cross_row() * std::mem::size_of::<f32>()
+    }
+
+    /// An empty batch that encoder outputs join one by one, up to `capacity` windows.
+    pub fn gather_cross(&self, capacity: usize) -> CrossGather {
+        let len = self.config.n_dec_layers * capacity * self.cross_row();
+        CrossGather {
+            layers: self.config.n_dec_layers,
+            row: self.cross_row(),
+            capacity,
+            batch: 0,
+            // Zeroed by the allocator's fresh pages: untouched ones cost no memory.
+            k: vec![0.0; len],
+            v: vec![0.0; len],
+        }
+    }
+
     /// The rows `rows` of a cache, in that order (beam reordering; a row may repeat).
     pub fn select_cache(&self, cache: KvCache, rows: &[usize]) -> Result<KvCache> {
         let identity = rows.len() == cache.batch && rows.iter().enumerate().all(|(i, &r)| i == r);
@@ -360,6 +379,61 @@ impl WhisperSessions {
     }
 }
 
+/// Encoder outputs joined into one batch as they arrive, each copied into its place
+/// and then dropped, so the batch never holds its windows twice.
+#[derive(Debug)]
+pub struct CrossGather {
+    layers: usize,
+    row: usize,
+    capacity: usize,
+    batch: usize,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl CrossGather {
+    /// Windows joined so far.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Appends the windows of `part`; false (and nothing joined) past the capacity.
+    pub fn push(&mut self, part: CrossKv) -> bool {
+        if self.batch + part.batch > self.capacity {
+            return false;
+        }
+        let (row, capacity) = (self.row, self.capacity);
+        for l in 0..self.layers {
+            let from = l * part.batch * row..(l + 1) * part.batch * row;
+            let to = (l * capacity + self.batch) * row;
+            self.k[to..to + from.len()].copy_from_slice(&part.k[from.clone()]);
+            self.v[to..to + from.len()].copy_from_slice(&part.v[from]);
+        }
+        self.batch += part.batch;
+        true
+    }
+
+    /// The joined windows as one `[L, W, …]` batch, moved down in place when fewer
+    /// than the capacity came.
+    pub fn finish(mut self) -> CrossKv {
+        let (row, capacity, batch) = (self.row, self.capacity, self.batch);
+        if batch < capacity {
+            for l in 1..self.layers {
+                let from = l * capacity * row..(l * capacity + batch) * row;
+                self.k.copy_within(from.clone(), l * batch * row);
+                self.v.copy_within(from, l * batch * row);
+            }
+            self.k.truncate(self.layers * batch * row);
+            self.v.truncate(self.layers * batch * row);
+        }
+        CrossKv {
+            batch,
+            k: self.k,
+            v: self.v,
+        }
+    }
+}
+
 /// Gathers rows of the batch axis of a `[L, B, row]` tensor.
 fn gather_rows(data: &[f32], layers: usize, batch: usize, row: usize, rows: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(layers * rows.len() * row);
@@ -390,6 +464,35 @@ fn check_io(session: &Session, path: &Path, inputs: &[&str], outputs: &[&str]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_gather_joins_windows_layer_by_layer_and_closes_a_short_batch() {
+        // L=2 layers, row=1 value per window; capacity 3, two parts of one window each.
+        let mut gather = CrossGather {
+            layers: 2,
+            row: 1,
+            capacity: 3,
+            batch: 0,
+            k: vec![0.0; 6],
+            v: vec![0.0; 6],
+        };
+        let part = |a: f32, b: f32| CrossKv {
+            batch: 1,
+            k: vec![a, b],
+            v: vec![-a, -b],
+        };
+        assert!(gather.push(part(1.0, 10.0)));
+        assert!(gather.push(part(2.0, 20.0)));
+        assert!(!gather.push(CrossKv {
+            batch: 2,
+            k: vec![0.0; 4],
+            v: vec![0.0; 4],
+        }));
+        let joined = gather.finish();
+        assert_eq!(joined.batch, 2);
+        assert_eq!(joined.k, vec![1.0, 2.0, 10.0, 20.0]);
+        assert_eq!(joined.v, vec![-1.0, -2.0, -10.0, -20.0]);
+    }
 
     #[test]
     fn gather_rows_repeats_and_reorders_the_batch_axis() {
