@@ -19,7 +19,7 @@ mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
@@ -224,6 +224,14 @@ struct Encoded {
     content_frames: Vec<usize>,
 }
 
+/// Windows a decoder thread takes at once ([`Whisper::take_windows`]).
+struct Taken {
+    /// The windows joined into one batch, and each encoder batch's index and windows.
+    batch: Option<(Encoded, Vec<(usize, usize)>)>,
+    /// The batch the encoder failed on, after those.
+    failed: Option<(usize, ModelError)>,
+}
+
 /// One hypothesis being decoded.
 #[derive(Debug, Clone)]
 struct Hypothesis {
@@ -359,7 +367,6 @@ impl Whisper {
         }
         let workers = self.sessions.decoders();
         let group = self.decode_windows;
-        let gathering = group > batch_size;
         let stop = AtomicBool::new(false);
         let mut decoded: Vec<(usize, Result<Vec<Transcript>>)> = std::thread::scope(|scope| {
             // The encoder runs ahead on its own thread while `workers` threads decode
@@ -393,54 +400,18 @@ impl Whisper {
                     scope.spawn(move || {
                         let mut done = Vec::new();
                         loop {
-                            // The next `group` windows (fewer at the end), decoded
-                            // together: each joins the batch as it comes.
-                            let mut gather = gathering
-                                .then(|| self.sessions.gather_cross(group - 1 + batch_size));
-                            let mut single = None;
-                            let mut content_frames = Vec::new();
-                            let mut sizes = Vec::new();
-                            let mut failed = None;
-                            timed(&self.profile().decoder_wait_ns, || {
-                                let queue = encoded.lock().unwrap_or_else(|p| p.into_inner());
-                                let want = if gathering { group } else { 1 };
-                                let mut windows = 0;
-                                while windows < want {
-                                    let Ok((i, result)) = queue.recv() else { break };
-                                    let e = match result {
-                                        Ok(e) => e,
-                                        Err(e) => {
-                                            failed = Some((i, Err(e)));
-                                            break;
-                                        }
-                                    };
-                                    windows += e.cross.batch;
-                                    sizes.push((i, e.cross.batch));
-                                    content_frames.extend_from_slice(&e.content_frames);
-                                    match gather.as_mut() {
-                                        Some(g) => {
-                                            let joined = g.push(e.cross);
-                                            assert!(joined, "a decoder group outgrew its capacity");
-                                        }
-                                        None => single = Some(e.cross),
-                                    }
-                                }
-                            });
-                            if sizes.is_empty() && failed.is_none() {
+                            let Taken { batch, failed } =
+                                timed(&self.profile().decoder_wait_ns, || {
+                                    let queue = encoded.lock().unwrap_or_else(|p| p.into_inner());
+                                    self.take_windows(&queue, group, batch_size)
+                                });
+                            if batch.is_none() && failed.is_none() {
                                 break;
                             }
-                            let cross = match gather {
-                                Some(g) if !sizes.is_empty() => Some(g.finish()),
-                                _ => single,
-                            };
-                            if let Some(cross) = cross {
-                                let batch = Encoded {
-                                    cross,
-                                    content_frames,
-                                };
+                            if let Some((batch, parts)) = batch {
                                 match self.decode_batch(batch, options) {
                                     Ok(mut transcripts) => {
-                                        for (i, k) in sizes {
+                                        for (i, k) in parts {
                                             let rest = transcripts.split_off(k);
                                             done.push((i, Ok(transcripts)));
                                             transcripts = rest;
@@ -448,13 +419,13 @@ impl Whisper {
                                     }
                                     Err(e) => {
                                         stop.store(true, Ordering::Relaxed);
-                                        done.push((sizes[0].0, Err(e)));
+                                        done.push((parts[0].0, Err(e)));
                                     }
                                 }
                             }
-                            if let Some(failure) = failed {
+                            if let Some((i, e)) = failed {
                                 stop.store(true, Ordering::Relaxed);
-                                done.push(failure);
+                                done.push((i, Err(e)));
                             }
                             if stop.load(Ordering::Relaxed) {
                                 break;
@@ -478,6 +449,59 @@ impl Whisper {
             out.extend(result?);
         }
         Ok(out)
+    }
+
+    /// The next `group` windows from the encoder (fewer once it is done), each joining
+    /// one batch as it comes so that no window is held twice; the next batch as it is
+    /// when the encoder's batches are that large already.
+    fn take_windows(
+        &self,
+        queue: &Receiver<(usize, Result<Encoded>)>,
+        group: usize,
+        batch_size: usize,
+    ) -> Taken {
+        let gathering = group > batch_size;
+        let mut gather = gathering.then(|| self.sessions.gather_cross(group - 1 + batch_size));
+        let mut single = None;
+        let mut content_frames = Vec::new();
+        let mut parts = Vec::new();
+        let mut failed = None;
+        let want = if gathering { group } else { 1 };
+        let mut windows = 0;
+        while windows < want {
+            let Ok((i, result)) = queue.recv() else { break };
+            let encoded = match result {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    failed = Some((i, e));
+                    break;
+                }
+            };
+            windows += encoded.cross.batch;
+            parts.push((i, encoded.cross.batch));
+            content_frames.extend_from_slice(&encoded.content_frames);
+            match gather.as_mut() {
+                Some(g) => {
+                    let joined = g.push(encoded.cross);
+                    assert!(joined, "a decoder group outgrew its capacity");
+                }
+                None => single = Some(encoded.cross),
+            }
+        }
+        let cross = match gather {
+            Some(g) if !parts.is_empty() => Some(g.finish()),
+            _ => single,
+        };
+        Taken {
+            batch: cross.map(|cross| {
+                let batch = Encoded {
+                    cross,
+                    content_frames,
+                };
+                (batch, parts)
+            }),
+            failed,
+        }
     }
 
     /// Frame features of 16 kHz audio of any length at 50 Hz (one per encoder frame,
