@@ -392,11 +392,6 @@ pub struct CrossGather {
 }
 
 impl CrossGather {
-    /// Windows joined so far.
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-
     /// Appends the windows of `part`; false (and nothing joined) past the capacity.
     pub fn push(&mut self, part: CrossKv) -> bool {
         if self.batch + part.batch > self.capacity {
