@@ -480,3 +480,57 @@ fn token_edit_distance_counts_substitutions_insertions_and_deletions() {
     assert_eq!(edit_distance(&[], &[4, 5]), 2);
     assert_eq!(edit_distance(&[1, 2, 3, 4], &[2, 3, 4, 5]), 2);
 }
+
+/// Word timings and text alignment run the decoder over the whole text in chunks of
+/// tokens, the self-attention cache carried between them (to bound each call's logits);
+/// on LibriVox clips joined into one window of up to 28 s (over 64 tokens), chunks of 7
+/// and of 64 tokens give the words of one pass over the whole text: the same words, the
+/// same times (within a 20 ms encoder frame, for rounding) and the same
+/// log-probabilities (within 1e-3).
+#[test]
+fn text_alignment_does_not_depend_on_the_decoder_chunk() {
+    let reference = reference();
+    let (mut audio, mut words) = (Vec::new(), Vec::new());
+    for (_, path, text) in clips(&reference) {
+        let clip = read_wav(&path);
+        if audio.len() + clip.len() <= 28 * 16_000 {
+            audio.extend(clip);
+            words.push(text);
+        }
+    }
+    let text = words.join(" ");
+    let mut whisper = model("whisper-tiny.en", Precision::Fp32);
+    let mut align = |chunk: usize| {
+        whisper.set_forced_chunk_tokens(chunk);
+        whisper
+            .align_texts(&[&audio], &[text.as_str()], &["en"], 1)
+            .unwrap()
+            .remove(0)
+            .unwrap_or_else(|reason| panic!("{reason}"))
+    };
+    let whole = align(10_000);
+    assert!(
+        whole.tokens > 64,
+        "{} tokens: too short to chunk",
+        whole.tokens
+    );
+    for chunk in [7, 64] {
+        let chunked = align(chunk);
+        assert_eq!(chunked.words.len(), whole.words.len(), "chunk {chunk}");
+        assert!(
+            (chunked.avg_logprob - whole.avg_logprob).abs() < 1e-3,
+            "chunk {chunk}"
+        );
+        for (a, b) in chunked.words.iter().zip(&whole.words) {
+            assert_eq!(a.word, b.word, "chunk {chunk}");
+            assert!(
+                (a.start - b.start).abs() <= 0.021 && (a.end - b.end).abs() <= 0.021,
+                "chunk {chunk}: {a:?} vs {b:?}"
+            );
+            assert!(
+                (a.logprob - b.logprob).abs() < 1e-3,
+                "chunk {chunk}: {a:?} vs {b:?}"
+            );
+        }
+    }
+}

@@ -30,7 +30,7 @@ use profile::timed;
 
 pub use config::{SpecialTokens, WhisperConfig};
 pub use mel::{HOP, LogMel, MelExtractor, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
-pub use model::{CrossGather, CrossKv, KvCache, WhisperSessions};
+pub use model::{CrossGather, CrossKv, CrossView, KvCache, WhisperSessions};
 pub use profile::{Profile, ProfileSnapshot};
 pub use text::{TimedWord, WhisperTokenizer, compression_ratio};
 
@@ -40,6 +40,11 @@ use crate::runtime::{
 
 /// Decoder rows (windows × beams) per call.
 const MAX_DECODER_ROWS: usize = 64;
+
+/// Tokens per decoder call of a teacher-forced pass (word timings, text alignment):
+/// each call's logits are tokens × vocabulary (13 MB for 64 tokens), which the whole
+/// text at once would hold many times over in every decoder thread.
+const FORCED_CHUNK_TOKENS: usize = 64;
 
 /// The encoder output one decoder thread's group of windows may hold (see
 /// [`Precision::decode_windows`]).
@@ -192,6 +197,8 @@ pub struct Whisper {
     id: String,
     /// See [`Precision::decode_windows`].
     decode_windows: usize,
+    /// See [`FORCED_CHUNK_TOKENS`].
+    forced_chunk_tokens: usize,
 }
 
 impl std::fmt::Debug for Whisper {
@@ -267,12 +274,20 @@ impl Whisper {
         let decode_windows = precision.decode_windows(sessions.cross_bytes_per_window());
         Ok(Whisper {
             decode_windows,
+            forced_chunk_tokens: FORCED_CHUNK_TOKENS,
             sessions,
             tokenizer,
             mel,
             dir: dir.to_path_buf(),
             id: model_id(dir, precision),
         })
+    }
+
+    /// Tokens per decoder call of a teacher-forced pass (see [`FORCED_CHUNK_TOKENS`]);
+    /// for tests that check the results do not depend on it.
+    #[doc(hidden)]
+    pub fn set_forced_chunk_tokens(&mut self, tokens: usize) {
+        self.forced_chunk_tokens = tokens.max(1);
     }
 
     /// `load`, once per process per directory, precision and session config.
@@ -519,7 +534,7 @@ impl Whisper {
             let encoded = self.encode_batch(batch)?;
             let w = encoded.cross.batch;
             let layer = w * heads * s * dh;
-            let last = &encoded.cross.k[(c.n_dec_layers - 1) * layer..c.n_dec_layers * layer];
+            let last = &encoded.cross.k()[(c.n_dec_layers - 1) * layer..c.n_dec_layers * layer];
             for (i, &mel_frames) in encoded.content_frames.iter().enumerate() {
                 let frames = mel_frames.div_ceil(2).min(s);
                 let window = &last[i * heads * s * dh..(i + 1) * heads * s * dh];
@@ -620,10 +635,10 @@ impl Whisper {
                     group.len() == cross.batch && group.iter().enumerate().all(|(i, &r)| i == r);
                 let selected;
                 let sub_cross = if whole {
-                    &cross
+                    cross.view()
                 } else {
-                    selected = self.sessions.select_cross(&cross, group);
-                    &selected
+                    selected = self.sessions.select_cross(cross.view(), group);
+                    selected.view()
                 };
                 let sub_prompts: Vec<Vec<u32>> =
                     group.iter().map(|&r| prompts[r].clone()).collect();
@@ -705,15 +720,8 @@ impl Whisper {
                 (Some(ns), Some(lp)) if no_speech[row].unwrap_or(0.0) > ns && attempt.avg_logprob < lp
             );
             let words = if options.word_timestamps && !silent && !attempt.tokens.is_empty() {
-                let selected;
-                let one = if cross.batch == 1 {
-                    &cross
-                } else {
-                    selected = self.sessions.select_cross(&cross, &[row]);
-                    &selected
-                };
                 self.word_timestamps(
-                    one,
+                    cross.window(row),
                     &prompts[row],
                     &attempt.tokens,
                     content_frames[row],
@@ -750,10 +758,10 @@ impl Whisper {
     fn first_position(&self, cross: &CrossKv) -> Result<Vec<Vec<f32>>> {
         let c = self.config();
         let tokens = vec![c.tokens.sot as i64; cross.batch];
-        let out = self
-            .sessions
-            .decode(&tokens, &KvCache::empty(cross.batch), cross, false)?;
-        Ok(out.logits.chunks(c.n_vocab).map(|r| r.to_vec()).collect())
+        let out =
+            self.sessions
+                .decode(&tokens, &KvCache::empty(cross.batch), cross.view(), false)?;
+        Ok(out.logits().chunks(c.n_vocab).map(|r| r.to_vec()).collect())
     }
 
     /// The language when it needs no detection: English-only models, or a code in
@@ -866,7 +874,7 @@ impl Whisper {
     /// decoding, while the cross-attention tensors are copied only a few times.
     fn beam_search(
         &self,
-        cross: &CrossKv,
+        cross: CrossView<'_>,
         prompts: &[Vec<u32>],
         beam: usize,
         patience: f64,
@@ -902,16 +910,15 @@ impl Whisper {
             .collect();
         let mut no_speech = Vec::with_capacity(n);
         for step in 0..max_new {
-            let mut out =
-                self.sessions
-                    .decode(&input, &cache, subset.as_ref().unwrap_or(cross), false)?;
+            let sub = subset.as_ref().map_or(cross, CrossKv::view);
+            let mut out = self.sessions.decode(&input, &cache, sub, false)?;
             let t = input.len() / (slots.len() * beam);
             let v = c.n_vocab;
             if step == 0 {
                 // Position 0 of each window's first row is <|startoftranscript|>.
                 no_speech.extend((0..n).map(|w| {
                     let at = w * beam * t * v;
-                    self.no_speech_prob(&out.logits[at..at + v])
+                    self.no_speech_prob(&out.logits()[at..at + v])
                 }));
             }
             // Each decoding window's next beams: (hypothesis, token, source row).
@@ -927,7 +934,7 @@ impl Whisper {
                 for b in 0..beams {
                     let r = slot * beam + b;
                     let at = (r * t + t - 1) * v;
-                    let logits = &mut out.logits[at..at + v];
+                    let logits = &mut out.logits_mut()[at..at + v];
                     self.suppress(logits, step == 0);
                     let lse = log_sum_exp(logits);
                     for (tok, logit) in top_k(logits, beam + 1) {
@@ -1023,7 +1030,7 @@ impl Whisper {
     /// no-speech probability at `<|startoftranscript|>`.
     fn sample(
         &self,
-        cross: &CrossKv,
+        cross: CrossView<'_>,
         prompts: &[Vec<u32>],
         best_of: usize,
         temperature: f64,
@@ -1056,7 +1063,7 @@ impl Whisper {
             if step == 0 {
                 no_speech.extend((0..n).map(|w| {
                     let at = w * best_of * t * v;
-                    self.no_speech_prob(&out.logits[at..at + v])
+                    self.no_speech_prob(&out.logits()[at..at + v])
                 }));
             }
             let mut next = Vec::with_capacity(rows.len());
@@ -1066,7 +1073,7 @@ impl Whisper {
                     continue;
                 }
                 let at = (r * t + t - 1) * v;
-                let mut logits = out.logits[at..at + v].to_vec();
+                let mut logits = out.logits()[at..at + v].to_vec();
                 self.suppress(&mut logits, step == 0);
                 let logprobs = log_softmax(&logits);
                 let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature).collect();
@@ -1119,7 +1126,7 @@ impl Whisper {
     /// `<|endoftext|>` (faster-whisper's `word_timestamps`, times to 10 ms).
     fn word_timestamps(
         &self,
-        cross: &CrossKv,
+        cross: CrossView<'_>,
         prompt: &[u32],
         text_tokens: &[u32],
         content_frames: usize,
@@ -1146,7 +1153,7 @@ impl Whisper {
     /// heads and the range of their tokens.
     fn teacher_forced(
         &self,
-        cross: &CrossKv,
+        cross: CrossView<'_>,
         prompt: &[u32],
         text_tokens: &[u32],
         content_frames: usize,
@@ -1157,29 +1164,51 @@ impl Whisper {
         tokens.extend(text_tokens.iter().map(|&t| t as i64));
         tokens.push(c.tokens.eot as i64);
         let rows = tokens.len();
-        let out = self
-            .sessions
-            .decode(&tokens, &KvCache::empty(1), cross, true)?;
-        let v = c.n_vocab;
+        let (v, eot) = (c.n_vocab, c.tokens.eot as usize);
+        let heads = c.alignment_heads.len().max(1);
         let first_text_row = prompt.len() - 1;
+        // Row r's logits predict token r + 1: text token i at row first_text_row + i.
         let mut token_probs = Vec::with_capacity(text_tokens.len());
         let mut token_logprobs = Vec::with_capacity(text_tokens.len());
-        for (i, &t) in text_tokens.iter().enumerate() {
-            let at = (first_text_row + i) * v;
-            // faster-whisper's word probabilities are over the text vocabulary; the
-            // alignment score is over everything the model could have said.
-            token_probs.push(softmax_prob(
-                &out.logits[at..at + c.tokens.eot as usize],
-                t as usize,
-            ));
-            let row = &out.logits[at..at + v];
-            token_logprobs.push(row[t as usize] as f64 - log_sum_exp(row));
+        // Per chunk of tokens, the alignment heads' attention `[heads, chunk, S]`.
+        let mut parts: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut cache = KvCache::empty(1);
+        let mut start = 0;
+        while start < rows {
+            let end = (start + self.forced_chunk_tokens).min(rows);
+            let out = self
+                .sessions
+                .decode(&tokens[start..end], &cache, cross, true)?;
+            let logits = out.logits();
+            for r in start.max(first_text_row)..end {
+                let Some(&t) = text_tokens.get(r - first_text_row) else {
+                    break;
+                };
+                let at = (r - start) * v;
+                // faster-whisper's word probabilities are over the text vocabulary; the
+                // alignment score is over everything the model could have said.
+                token_probs.push(softmax_prob(&logits[at..at + eot], t as usize));
+                let row = &logits[at..at + v];
+                token_logprobs.push(row[t as usize] as f64 - log_sum_exp(row));
+            }
+            parts.push((end - start, out.alignment));
+            cache = out.cache;
+            start = end;
         }
-        let heads = c.alignment_heads.len().max(1);
-        let frames_total = out.alignment.len() / (heads * rows).max(1);
+        let frames_total = parts
+            .first()
+            .map_or(0, |(n, a)| a.len() / (heads * n).max(1));
+        // The chunks joined along the token axis: `[heads, rows, S]`.
+        let mut alignment = Vec::with_capacity(heads * rows * frames_total);
+        for h in 0..heads {
+            for (n, part) in &parts {
+                let per_head = n * frames_total;
+                alignment.extend_from_slice(&part[h * per_head..(h + 1) * per_head]);
+            }
+        }
         let sot_sequence_len = prompt.len() - 1; // without <|notimestamps|>
         let path = align::token_frame_path(
-            &out.alignment,
+            &alignment,
             heads,
             rows,
             frames_total,
@@ -1266,13 +1295,7 @@ impl Whisper {
                     )));
                     continue;
                 }
-                let selected;
-                let one = if encoded.cross.batch == 1 {
-                    &encoded.cross
-                } else {
-                    selected = self.sessions.select_cross(&encoded.cross, &[row]);
-                    &selected
-                };
+                let one = encoded.cross.window(row);
                 let forced = self.teacher_forced(one, prompt, tokens, frames, languages[*i])?;
                 let logprobs = &forced.token_logprobs;
                 let mean = |r: std::ops::Range<usize>| {

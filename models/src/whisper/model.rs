@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor, TensorRef};
+use ort::value::{DynValue, Tensor, TensorRef, TensorValueType};
 
 use super::config::WhisperConfig;
 use super::profile::{Profile, add_elapsed, count, timed};
@@ -16,11 +16,93 @@ use crate::runtime::{
 
 /// Encoder output for a batch of windows: `cross_k` `[L, W, H, S, dh]` and
 /// `cross_v` `[L, W, H, dh, S]`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CrossKv {
     pub batch: usize,
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    k: CrossData,
+    v: CrossData,
+}
+
+/// Where a [`CrossKv`]'s values live: the encoder's own output tensor (not copied:
+/// a window of base is 37 MB), or ours (a gathered or selected batch).
+#[derive(Debug)]
+enum CrossData {
+    Runtime(Tensor<f32>),
+    Owned(Vec<f32>),
+}
+
+impl CrossData {
+    fn values(&self) -> &[f32] {
+        match self {
+            CrossData::Runtime(t) => t.extract_tensor().1,
+            CrossData::Owned(v) => v,
+        }
+    }
+}
+
+impl CrossKv {
+    /// `batch` windows of keys and values laid out as the encoder writes them.
+    pub fn new(batch: usize, k: Vec<f32>, v: Vec<f32>) -> Self {
+        CrossKv {
+            batch,
+            k: CrossData::Owned(k),
+            v: CrossData::Owned(v),
+        }
+    }
+
+    /// `[L, W, H, S, dh]`, row-major.
+    pub fn k(&self) -> &[f32] {
+        self.k.values()
+    }
+
+    /// `[L, W, H, dh, S]`, row-major.
+    pub fn v(&self) -> &[f32] {
+        self.v.values()
+    }
+
+    /// All of the windows, borrowed.
+    pub fn view(&self) -> CrossView<'_> {
+        CrossView {
+            k: self.k(),
+            v: self.v(),
+            stride: self.batch,
+            first: 0,
+            batch: self.batch,
+        }
+    }
+
+    /// Window `w` alone, borrowed (no copy: each layer's part of it is contiguous).
+    pub fn window(&self, w: usize) -> CrossView<'_> {
+        assert!(w < self.batch, "window {w} of a batch of {}", self.batch);
+        CrossView {
+            first: w,
+            batch: 1,
+            ..self.view()
+        }
+    }
+}
+
+/// Consecutive windows `first .. first + batch` of a [`CrossKv`] of `stride` windows,
+/// as the decoder reads them (one contiguous slice per layer).
+#[derive(Debug, Clone, Copy)]
+pub struct CrossView<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    stride: usize,
+    first: usize,
+    pub batch: usize,
+}
+
+impl<'a> CrossView<'a> {
+    /// Each layer's keys and values of these windows, `row` values per window.
+    fn layers(self, row: usize) -> impl Iterator<Item = (&'a [f32], &'a [f32])> {
+        let layer = self.stride * row;
+        let span = self.first * row..(self.first + self.batch) * row;
+        self.k
+            .chunks_exact(layer)
+            .zip(self.v.chunks_exact(layer))
+            .map(move |(k, v)| (&k[span.clone()], &v[span.clone()]))
+    }
 }
 
 /// The decoder's self-attention cache: per layer, keys and values `[B, H, P, dh]`,
@@ -47,12 +129,25 @@ impl KvCache {
 
 /// One decoder call's results.
 pub struct DecoderOutput {
-    /// `[B, T, V]`
-    pub logits: Vec<f32>,
+    /// `[B, T, V]`, the runtime's own output (not copied: a teacher-forced pass's
+    /// logits are tens of MB).
+    logits: Tensor<f32>,
     /// The cache extended by this call's tokens, rows in input order.
     pub cache: KvCache,
     /// `[B, alignment heads, T, S]`
     pub alignment: Vec<f32>,
+}
+
+impl DecoderOutput {
+    /// `[B, T, V]`, row-major.
+    pub fn logits(&self) -> &[f32] {
+        self.logits.extract_tensor().1
+    }
+
+    /// `[B, T, V]`, row-major, to adjust in place.
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        self.logits.extract_tensor_mut().1
+    }
 }
 
 pub struct WhisperSessions {
@@ -184,39 +279,50 @@ impl WhisperSessions {
         let mut session = self.encoder.lock().unwrap_or_else(|p| p.into_inner());
         count(&self.profile.windows, batch);
         let (k, v) = timed(&self.profile.encoder_ns, || -> Result<_> {
-            let out = session
+            let mut out = session
                 .run(ort::inputs!["mel" => input])
                 .map_err(ort_error(ctx()))?;
-            let extract = |name: &str| -> Result<Vec<f32>> {
-                Ok(out[name]
-                    .try_extract_tensor::<f32>()
-                    .map_err(ort_error(ctx()))?
-                    .1
-                    .to_vec())
+            let mut take = |name: &str| -> Result<Tensor<f32>> {
+                out.remove(name)
+                    .ok_or_else(|| ModelError::Ort {
+                        context: ctx(),
+                        message: format!("no output {name}"),
+                    })?
+                    .downcast::<TensorValueType<f32>>()
+                    .map_err(ort_error(ctx()))
             };
-            Ok((extract("cross_k")?, extract("cross_v")?))
+            Ok((take("cross_k")?, take("cross_v")?))
         })?;
         let want = c.n_dec_layers * batch * self.cross_row();
-        if k.len() != want || v.len() != want {
+        let (have_k, have_v) = (k.extract_tensor().1.len(), v.extract_tensor().1.len());
+        if have_k != want || have_v != want {
             return Err(ModelError::Ort {
                 context: ctx(),
                 message: format!(
-                    "cross_k has {} values, expected {want} (is whisper.json from this model?)",
-                    k.len()
+                    "cross_k has {have_k} values, expected {want} (is whisper.json from this model?)"
                 ),
             });
         }
-        Ok(CrossKv { batch, k, v })
+        Ok(CrossKv {
+            batch,
+            k: CrossData::Runtime(k),
+            v: CrossData::Runtime(v),
+        })
     }
 
-    /// The windows `rows` of `cross` (a subset, or one window for word timings).
-    pub fn select_cross(&self, cross: &CrossKv, rows: &[usize]) -> CrossKv {
+    /// The windows `rows` of `cross` (a subset), copied into a batch of their own.
+    pub fn select_cross(&self, cross: CrossView<'_>, rows: &[usize]) -> CrossKv {
         let row = self.cross_row();
-        let layers = self.config.n_dec_layers;
-        timed(&self.profile.reorder_ns, || CrossKv {
-            batch: rows.len(),
-            k: gather_rows(&cross.k, layers, cross.batch, row, rows),
-            v: gather_rows(&cross.v, layers, cross.batch, row, rows),
+        let len = self.config.n_dec_layers * rows.len() * row;
+        timed(&self.profile.reorder_ns, || {
+            let (mut k, mut v) = (Vec::with_capacity(len), Vec::with_capacity(len));
+            for (layer_k, layer_v) in cross.layers(row) {
+                for &r in rows {
+                    k.extend_from_slice(&layer_k[r * row..(r + 1) * row]);
+                    v.extend_from_slice(&layer_v[r * row..(r + 1) * row]);
+                }
+            }
+            CrossKv::new(rows.len(), k, v)
         })
     }
 
@@ -281,7 +387,7 @@ impl WhisperSessions {
         &self,
         tokens: &[i64],
         cache: &KvCache,
-        cross: &CrossKv,
+        cross: CrossView<'_>,
         want_alignment: bool,
     ) -> Result<DecoderOutput> {
         let c = &self.config;
@@ -315,8 +421,7 @@ impl WhisperSessions {
             }
         }
         // One view per layer into the stacked encoder output: no copies.
-        let layer = windows * self.cross_row();
-        let per_layer = cross.k.chunks_exact(layer).zip(cross.v.chunks_exact(layer));
+        let per_layer = cross.layers(self.cross_row());
         for ((k, v), names) in per_layer.zip(self.cross_names.chunks_exact(2)) {
             let k =
                 TensorRef::from_array_view(([windows, h, s, dh], k)).map_err(ort_error(ctx()))?;
@@ -350,12 +455,19 @@ impl WhisperSessions {
                 .1
                 .to_vec())
         };
-        let logits = extract("logits")?;
         let alignment = if want_alignment {
             extract("alignment_attn")?
         } else {
             Vec::new()
         };
+        let logits = out
+            .remove("logits")
+            .ok_or_else(|| ModelError::Ort {
+                context: ctx(),
+                message: "no output logits".into(),
+            })?
+            .downcast::<TensorValueType<f32>>()
+            .map_err(ort_error(ctx()))?;
         add_elapsed(spent, started);
         let layers = self
             .present_names
@@ -401,8 +513,8 @@ impl CrossGather {
         for l in 0..self.layers {
             let from = l * part.batch * row..(l + 1) * part.batch * row;
             let to = (l * capacity + self.batch) * row;
-            self.k[to..to + from.len()].copy_from_slice(&part.k[from.clone()]);
-            self.v[to..to + from.len()].copy_from_slice(&part.v[from]);
+            self.k[to..to + from.len()].copy_from_slice(&part.k()[from.clone()]);
+            self.v[to..to + from.len()].copy_from_slice(&part.v()[from]);
         }
         self.batch += part.batch;
         true
@@ -421,11 +533,7 @@ impl CrossGather {
             self.k.truncate(self.layers * batch * row);
             self.v.truncate(self.layers * batch * row);
         }
-        CrossKv {
-            batch,
-            k: self.k,
-            v: self.v,
-        }
+        CrossKv::new(batch, self.k, self.v)
     }
 }
 
@@ -471,22 +579,14 @@ mod tests {
             k: vec![0.0; 6],
             v: vec![0.0; 6],
         };
-        let part = |a: f32, b: f32| CrossKv {
-            batch: 1,
-            k: vec![a, b],
-            v: vec![-a, -b],
-        };
+        let part = |a: f32, b: f32| CrossKv::new(1, vec![a, b], vec![-a, -b]);
         assert!(gather.push(part(1.0, 10.0)));
         assert!(gather.push(part(2.0, 20.0)));
-        assert!(!gather.push(CrossKv {
-            batch: 2,
-            k: vec![0.0; 4],
-            v: vec![0.0; 4],
-        }));
+        assert!(!gather.push(CrossKv::new(2, vec![0.0; 4], vec![0.0; 4])));
         let joined = gather.finish();
         assert_eq!(joined.batch, 2);
-        assert_eq!(joined.k, vec![1.0, 2.0, 10.0, 20.0]);
-        assert_eq!(joined.v, vec![-1.0, -2.0, -10.0, -20.0]);
+        assert_eq!(joined.k(), [1.0, 2.0, 10.0, 20.0]);
+        assert_eq!(joined.v(), [-1.0, -2.0, -10.0, -20.0]);
     }
 
     #[test]
