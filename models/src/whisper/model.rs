@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ort::session::{Session, SessionInputValue};
+use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::{DynValue, Tensor, TensorRef, TensorValueType};
 
 use super::config::WhisperConfig;
@@ -282,16 +282,8 @@ impl WhisperSessions {
             let mut out = session
                 .run(ort::inputs!["mel" => input])
                 .map_err(ort_error(ctx()))?;
-            let mut take = |name: &str| -> Result<Tensor<f32>> {
-                out.remove(name)
-                    .ok_or_else(|| ModelError::Ort {
-                        context: ctx(),
-                        message: format!("no output {name}"),
-                    })?
-                    .downcast::<TensorValueType<f32>>()
-                    .map_err(ort_error(ctx()))
-            };
-            Ok((take("cross_k")?, take("cross_v")?))
+            let k = take_f32(&mut out, "cross_k", ctx)?;
+            Ok((k, take_f32(&mut out, "cross_v", ctx)?))
         })?;
         let want = c.n_dec_layers * batch * self.cross_row();
         let (have_k, have_v) = (k.extract_tensor().1.len(), v.extract_tensor().1.len());
@@ -460,24 +452,12 @@ impl WhisperSessions {
         } else {
             Vec::new()
         };
-        let logits = out
-            .remove("logits")
-            .ok_or_else(|| ModelError::Ort {
-                context: ctx(),
-                message: "no output logits".into(),
-            })?
-            .downcast::<TensorValueType<f32>>()
-            .map_err(ort_error(ctx()))?;
+        let logits = take_f32(&mut out, "logits", ctx)?;
         add_elapsed(spent, started);
         let layers = self
             .present_names
             .iter()
-            .map(|name| {
-                out.remove(name).ok_or_else(|| ModelError::Ort {
-                    context: ctx(),
-                    message: format!("no output {name}"),
-                })
-            })
+            .map(|name| take_output(&mut out, name, ctx))
             .collect::<Result<Vec<_>>>()?;
         Ok(DecoderOutput {
             logits,
@@ -535,6 +515,30 @@ impl CrossGather {
         }
         CrossKv::new(batch, self.k, self.v)
     }
+}
+
+/// Output `name` of a run, moved out of `out` (not copied); `ctx` names the graph in
+/// the error.
+fn take_output(
+    out: &mut SessionOutputs<'_>,
+    name: &str,
+    ctx: impl Fn() -> String,
+) -> Result<DynValue> {
+    out.remove(name).ok_or_else(|| ModelError::Ort {
+        context: ctx(),
+        message: format!("no output {name}"),
+    })
+}
+
+/// Output `name` of a run as an f32 tensor, moved out of `out` (not copied).
+fn take_f32(
+    out: &mut SessionOutputs<'_>,
+    name: &str,
+    ctx: impl Fn() -> String,
+) -> Result<Tensor<f32>> {
+    take_output(out, name, &ctx)?
+        .downcast::<TensorValueType<f32>>()
+        .map_err(|e| ort_error(ctx())(e))
 }
 
 /// Gathers rows of the batch axis of a `[L, B, row]` tensor.
