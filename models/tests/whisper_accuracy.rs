@@ -396,17 +396,33 @@ fn edit_distance(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// speechmill's int8 graphs (the `asr` default) against faster-whisper's int8 on the
-/// same checkpoint and audio. Our encoder quantises as CTranslate2 does (weights per
-/// column, activations per row) but our decoder blockwise (`MatMulNBits`), and the
-/// kernels round differently, so tokens may differ in places; the bounds are that the
-/// transcripts agree token for token but for `max_token_edits` of faster-whisper's
-/// tokens, and that the WER against the reference transcripts is at most `wer_margin`
-/// above faster-whisper's. Seen here (LibriVox clips and espeak-ng's English passage,
-/// about 120 tokens and 100 words): tiny.en greedy 3 token edits, base greedy 0, base
-/// beam 5 1; the same WER as faster-whisper int8 (0.098, 0.029, 0.029). The bounds
-/// allow about 6 tokens and 1.5 words.
+/// same checkpoint and audio. The two quantise differently (ONNX Runtime blockwise
+/// int8 vs CTranslate2's per-channel int8), so tokens may differ in places; the bounds
+/// are that the transcripts agree token for token but for `max_token_edits` of
+/// faster-whisper's tokens, and that the WER against the reference transcripts is at
+/// most `wer_margin` above faster-whisper's. Seen here (LibriVox clips and espeak-ng's
+/// English passage, about 120 tokens and 100 words): tiny.en greedy 1 token edit, base
+/// greedy 0, base beam 5 0; the same WER as faster-whisper int8 (0.098, 0.029, 0.029).
+/// The bounds allow about 6 tokens and 1.5 words.
 fn int8_close_to_faster_whisper_int8(
     name: &str,
+    beam_size: usize,
+    max_token_edits: f64,
+    wer_margin: f64,
+) {
+    int8_model_close_to_faster_whisper_int8(
+        name,
+        &model(name, Precision::Int8),
+        beam_size,
+        max_token_edits,
+        wer_margin,
+    );
+}
+
+/// [`int8_close_to_faster_whisper_int8`] for a given int8 model of checkpoint `name`.
+fn int8_model_close_to_faster_whisper_int8(
+    name: &str,
+    whisper: &Whisper,
     beam_size: usize,
     max_token_edits: f64,
     wer_margin: f64,
@@ -414,7 +430,6 @@ fn int8_close_to_faster_whisper_int8(
     let reference = reference();
     let clips = english_clips(&reference);
     let theirs = faster_whisper_int8(name, &clips, beam_size);
-    let whisper = model(name, Precision::Int8);
     let options = DecodeOptions {
         language: Some("en".into()),
         beam_size,
@@ -471,6 +486,38 @@ fn int8_greedy_tokens_close_to_faster_whisper_int8_base() {
 #[test]
 fn int8_beam5_wer_close_to_faster_whisper_int8_base() {
     int8_close_to_faster_whisper_int8("whisper-base", 5, 0.05, 0.015);
+}
+
+/// The converter's opt-in encoder for CPUs with AMX (`--int8-encoder rows`: weights per
+/// column, activations per row, through `MatMulInteger`) keeps the int8 bounds: tiny.en
+/// converted that way into a temporary directory, decoded greedily (seen here: 3 token
+/// edits of 121, the same WER as faster-whisper int8).
+#[test]
+fn int8_rows_encoder_close_to_faster_whisper_int8_tiny_en() {
+    let name = "whisper-tiny.en";
+    let checkpoint = cache().join("models").join(format!("{name}-ct2"));
+    let out = tempfile::tempdir().unwrap();
+    let converter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/whisper_to_onnx.py");
+    let converted = Command::new(cache().join("venv/bin/python"))
+        .arg(&converter)
+        .arg(&checkpoint)
+        .arg(out.path())
+        .args(["--int8", "--int8-encoder", "rows"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run `bash scripts/setup.sh`", converter.display()));
+    assert!(
+        converted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let encoder = std::fs::read(out.path().join("encoder_int8.onnx")).unwrap();
+    assert!(
+        encoder.windows(13).any(|w| w == b"MatMulInteger"),
+        "--int8-encoder rows wrote no MatMulInteger"
+    );
+    let whisper = Whisper::load(out.path(), Precision::Int8, &SessionConfig::cpu(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    int8_model_close_to_faster_whisper_int8(name, &whisper, 1, 0.05, 0.015);
 }
 
 #[test]

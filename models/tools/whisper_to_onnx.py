@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert a CTranslate2 Whisper checkpoint to the ONNX layout speechmill runs.
 
-    python3 whisper_to_onnx.py CT2_DIR OUT_DIR [--int8]
+    python3 whisper_to_onnx.py CT2_DIR OUT_DIR [--int8 [--int8-encoder blocks|rows]]
 
 CT2_DIR holds `model.bin` (spec WhisperSpec; float16, float32, bfloat16, int8 or int16
 weights: everything is converted to float32), `config.json`, `tokenizer.json` and the
@@ -33,19 +33,20 @@ decoder.onnx  (one step of the text decoder with a self-attention cache; B rows 
                                                     A alignment heads, in whisper.json order
   Token t sits at position P+t and sees the cache plus new tokens up to itself.
 
-encoder_int8.onnx  (with --int8) the encoder with every weight MatMul in int8 as
-  CTranslate2 quantizes it: weights 8-bit symmetric with one scale per output column,
-  activations quantized per row (per time frame) when the graph runs, with that row's
-  own scale, so one frame's outliers do not swamp the others (one scale for the whole
-  tensor lost 20-30% of the encoder's output to them); the product is a standard
-  MatMulInteger (u8 activations, s8 weights), which onnxruntime runs on its integer GEMM
-  kernels: AVX2, AVX-512 VNNI or AMX, whichever the CPU has. The integer sums are exact,
-  so the output does not depend on which kernel ran.
-decoder_int8.onnx  (with --int8) the decoder with every weight MatMul/Gemm as MatMulNBits
-  (onnxruntime's com.microsoft domain): 8-bit symmetric weights with one scale per 128
-  values along K, accuracy_level 4 (activations quantized per block too, dot products in
-  int8); its kernel reads each weight once for the few rows of a step.
-  Both written by this script with numpy; no onnxruntime needed.
+encoder_int8.onnx, decoder_int8.onnx  (with --int8) the same graphs with every weight
+  MatMul/Gemm as MatMulNBits (onnxruntime's com.microsoft domain): 8-bit symmetric
+  weights with one scale per 128 values along K, accuracy_level 4 (activations are
+  quantized per block too, so Whisper's activation outliers do not swamp them, and the
+  dot products run in int8). Written by this script with numpy; no onnxruntime needed.
+  With --int8-encoder rows the encoder is quantized as CTranslate2 does it instead:
+  weights per output column, activations per row (per time frame) as the graph runs,
+  through the standard MatMulInteger (u8 x s8), which onnxruntime runs on its integer
+  GEMM kernels: AVX2, AVX-512 VNNI or AMX (Intel Xeon 4th gen on), whichever the CPU
+  has; MatMulNBits has no AMX kernel. On an AVX-512 VNNI CPU (AMD EPYC, no AMX) that
+  encoder was 18-22% faster (tiny.en, base; one window, one thread) but its output 1.4x
+  as far from fp32's (3.5-6.1% relative RMS on tiny.en against 2.5-4.3%; CTranslate2's
+  own int8 encoder: 3.8-4.3%), so blocks stay the default; the integer sums are exact,
+  so rows gives the same output on every CPU.
 
 tokenizer.json  copied from CT2_DIR (text <-> ids for the Rust side).
 
@@ -76,7 +77,7 @@ whisper.json  everything the runtime needs, so it never reads the checkpoint:
 Each ONNX file carries the same facts as metadata_props (one key per whisper.json
 field; lists and objects as JSON text), plus "speechmill_layout" = "whisper-v2".
 Graphs are IR version 8, opset 17 with onnxruntime's com.microsoft ops (the encoders'
-self-attention is its fused MultiHeadAttention, the int8 decoder's weights its 8-bit
+self-attention is its fused MultiHeadAttention, the int8 graphs' weights its 8-bit
 MatMulNBits; tested with 1.32). The decoders keep every tensor of 64 KiB or more in
 decoder.onnx.data / decoder_int8.onnx.data next to them, page-aligned, which speechmill
 maps once and shares between its decoder sessions.
@@ -552,8 +553,7 @@ def quantize_rows_int8(src: str, dst: str) -> None:
     as u8 with zero point 128), then y = MatMulInteger(x_u8, W_s8) * row scale * column
     scale. Per-row scales keep Whisper's activation outliers to their own frames.
     onnxruntime runs MatMulInteger u8 x s8 on its integer GEMM kernels (AVX2, AVX-512
-    VNNI, AMX), which make the encoder of tiny.en 18% faster and base's 22% than
-    MatMulNBits on an AVX-512 VNNI CPU (one window, one thread)."""
+    VNNI, AMX); see --int8-encoder in the header."""
     m = onnx.load(src)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
@@ -603,7 +603,7 @@ def quantize_rows_int8(src: str, dst: str) -> None:
     save_checked(m, dst)
 
 
-def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
+def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print, int8_encoder: str = "blocks") -> dict:
     t0 = time.perf_counter()
     model = Ct2Model(ct2_dir)
     facts = whisper_facts(ct2_dir, model)
@@ -628,7 +628,11 @@ def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
     log(f"wrote encoder.onnx, decoder.onnx ({time.perf_counter() - t:.1f}s)")
     if int8:
         t = time.perf_counter()
-        quantize_rows_int8(os.path.join(out_dir, "encoder.onnx"), os.path.join(out_dir, "encoder_int8.onnx"))
+        encoder, encoder_int8 = os.path.join(out_dir, "encoder.onnx"), os.path.join(out_dir, "encoder_int8.onnx")
+        if int8_encoder == "rows":
+            quantize_rows_int8(encoder, encoder_int8)
+        else:
+            quantize_int8(encoder, encoder_int8)
         quantize_int8(os.path.join(out_dir, "decoder.onnx"), os.path.join(out_dir, "decoder_int8.onnx"),
                       weights_apart=True)
         log(f"wrote encoder_int8.onnx, decoder_int8.onnx ({time.perf_counter() - t:.1f}s)")
@@ -647,9 +651,14 @@ def main() -> int:
     ap.add_argument("ct2_dir", help="CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json)")
     ap.add_argument("out_dir", help="where to write encoder.onnx, decoder.onnx, whisper.json, tokenizer.json")
     ap.add_argument("--int8", action="store_true", help="also write encoder_int8.onnx and decoder_int8.onnx")
+    ap.add_argument("--int8-encoder", choices=["blocks", "rows"], default="blocks",
+                    help="how encoder_int8.onnx is quantized: blocks (MatMulNBits, the default) or rows "
+                         "(CTranslate2's per-row scheme on onnxruntime's integer GEMM, which uses AMX where "
+                         "the CPU has it); see the header")
     a = ap.parse_args()
     try:
-        convert(a.ct2_dir, a.out_dir, a.int8, log=lambda s: print(f"[whisper_to_onnx] {s}", flush=True))
+        convert(a.ct2_dir, a.out_dir, a.int8, log=lambda s: print(f"[whisper_to_onnx] {s}", flush=True),
+                int8_encoder=a.int8_encoder)
     except ConvertError as e:
         print(f"whisper_to_onnx: error: {e}", file=sys.stderr)
         return 1

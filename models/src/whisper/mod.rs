@@ -56,9 +56,8 @@ pub enum Precision {
     /// fp32 encoder and decoder.
     #[default]
     Fp32,
-    /// int8 encoder (weights per column, activations per row, on ONNX Runtime's integer
-    /// GEMM: AVX2, VNNI or AMX) and decoder (weights and activations per block of 128):
-    /// the fastest on CPU.
+    /// int8 weights in the encoder and decoder (blockwise, with int8 activations per
+    /// block): the fastest on CPU.
     Int8,
 }
 
