@@ -13,3 +13,8 @@ for f in avx2 fma avx512f avx512bw avx512_vnni avx_vnni avx512_bf16 amx_tile amx
   case " $flags " in *" $f "*) have+=("$f") ;; esac
 done
 echo "CPU: ${model:-unknown} · cores: $(nproc) · features: ${have[*]:-none of avx2/avx512/vnni/bf16/amx}"
+# The int8 encoder's one per-CPU choice (README, "Models"): ONNX Runtime's MatMulNBits
+# has no AMX kernel, its integer GEMM (MatMulInteger) has.
+case " $flags " in
+  *" amx_int8 "*) echo "int8: this CPU has AMX; an encoder converted with --int8-encoder rows runs on it (README, Models)" ;;
+esac
