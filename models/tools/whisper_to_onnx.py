@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert a CTranslate2 Whisper checkpoint to the ONNX layout speechmill runs.
 
-    python3 whisper_to_onnx.py CT2_DIR OUT_DIR [--int8 [--int8-encoder blocks|rows]]
+    python3 whisper_to_onnx.py CT2_DIR OUT_DIR [--int8]
 
 CT2_DIR holds `model.bin` (spec WhisperSpec; float16, float32, bfloat16, int8 or int16
 weights: everything is converted to float32), `config.json`, `tokenizer.json` and the
@@ -38,15 +38,16 @@ encoder_int8.onnx, decoder_int8.onnx  (with --int8) the same graphs with every w
   weights with one scale per 128 values along K, accuracy_level 4 (activations are
   quantized per block too, so Whisper's activation outliers do not swamp them, and the
   dot products run in int8). Written by this script with numpy; no onnxruntime needed.
-  With --int8-encoder rows the encoder is quantized as CTranslate2 does it instead:
+encoder_int8_rows.onnx  (with --int8) the encoder quantized as CTranslate2 does it:
   weights per output column, activations per row (per time frame) as the graph runs,
   through the standard MatMulInteger (u8 x s8), which onnxruntime runs on its integer
   GEMM kernels: AVX2, AVX-512 VNNI or AMX (Intel Xeon 4th gen on), whichever the CPU
-  has; MatMulNBits has no AMX kernel. On an AVX-512 VNNI CPU (AMD EPYC, no AMX) that
-  encoder was 18-22% faster (tiny.en, base; one window, one thread) but its output 1.4x
-  as far from fp32's (3.5-6.1% relative RMS on tiny.en against 2.5-4.3%; CTranslate2's
-  own int8 encoder: 3.8-4.3%), so blocks stay the default; the integer sums are exact,
-  so rows gives the same output on every CPU.
+  has; MatMulNBits has no AMX kernel. speechmill's precision "int8-rows" loads it with
+  decoder_int8.onnx. On an AVX-512 VNNI CPU (AMD EPYC, no AMX) it was 18-22% faster
+  than encoder_int8.onnx (tiny.en, base; one window, one thread) but its output 1.4x as
+  far from fp32's (3.5-6.1% relative RMS on tiny.en against 2.5-4.3%; CTranslate2's own
+  int8 encoder: 3.8-4.3%), so "int8" stays the default; the integer sums are exact, so
+  it gives the same output on every CPU.
 
 tokenizer.json  copied from CT2_DIR (text <-> ids for the Rust side).
 
@@ -72,7 +73,9 @@ whisper.json  everything the runtime needs, so it never reads the checkpoint:
                      empty for English-only models
   language_codes     the same codes as a list, in that order; lang_ids their ids
   files              {"encoder", "decoder", "encoder_int8", "decoder_int8" (when written),
-                      "tokenizer"}
+                      "tokenizer"}; not encoder_int8_rows.onnx, which came later: every
+                      graph carries these facts, so naming it would have changed every
+                      file's hash and with it every fingerprint of labels made before
 
 Each ONNX file carries the same facts as metadata_props (one key per whisper.json
 field; lists and objects as JSON text), plus "speechmill_layout" = "whisper-v2".
@@ -553,7 +556,7 @@ def quantize_rows_int8(src: str, dst: str) -> None:
     as u8 with zero point 128), then y = MatMulInteger(x_u8, W_s8) * row scale * column
     scale. Per-row scales keep Whisper's activation outliers to their own frames.
     onnxruntime runs MatMulInteger u8 x s8 on its integer GEMM kernels (AVX2, AVX-512
-    VNNI, AMX); see --int8-encoder in the header."""
+    VNNI, AMX); see encoder_int8_rows.onnx in the header."""
     m = onnx.load(src)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
@@ -603,7 +606,7 @@ def quantize_rows_int8(src: str, dst: str) -> None:
     save_checked(m, dst)
 
 
-def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print, int8_encoder: str = "blocks") -> dict:
+def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print) -> dict:
     t0 = time.perf_counter()
     model = Ct2Model(ct2_dir)
     facts = whisper_facts(ct2_dir, model)
@@ -628,14 +631,12 @@ def convert(ct2_dir: str, out_dir: str, int8: bool = False, log=print, int8_enco
     log(f"wrote encoder.onnx, decoder.onnx ({time.perf_counter() - t:.1f}s)")
     if int8:
         t = time.perf_counter()
-        encoder, encoder_int8 = os.path.join(out_dir, "encoder.onnx"), os.path.join(out_dir, "encoder_int8.onnx")
-        if int8_encoder == "rows":
-            quantize_rows_int8(encoder, encoder_int8)
-        else:
-            quantize_int8(encoder, encoder_int8)
+        encoder = os.path.join(out_dir, "encoder.onnx")
+        quantize_int8(encoder, os.path.join(out_dir, "encoder_int8.onnx"))
+        quantize_rows_int8(encoder, os.path.join(out_dir, "encoder_int8_rows.onnx"))
         quantize_int8(os.path.join(out_dir, "decoder.onnx"), os.path.join(out_dir, "decoder_int8.onnx"),
                       weights_apart=True)
-        log(f"wrote encoder_int8.onnx, decoder_int8.onnx ({time.perf_counter() - t:.1f}s)")
+        log(f"wrote encoder_int8.onnx, encoder_int8_rows.onnx, decoder_int8.onnx ({time.perf_counter() - t:.1f}s)")
     shutil.copyfile(os.path.join(ct2_dir, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
     with open(os.path.join(out_dir, "whisper.json.tmp"), "w", encoding="utf-8") as fh:
         json.dump(facts, fh, indent=1, ensure_ascii=False)
@@ -650,15 +651,11 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ct2_dir", help="CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json)")
     ap.add_argument("out_dir", help="where to write encoder.onnx, decoder.onnx, whisper.json, tokenizer.json")
-    ap.add_argument("--int8", action="store_true", help="also write encoder_int8.onnx and decoder_int8.onnx")
-    ap.add_argument("--int8-encoder", choices=["blocks", "rows"], default="blocks",
-                    help="how encoder_int8.onnx is quantized: blocks (MatMulNBits, the default) or rows "
-                         "(CTranslate2's per-row scheme on onnxruntime's integer GEMM, which uses AMX where "
-                         "the CPU has it); see the header")
+    ap.add_argument("--int8", action="store_true",
+                    help="also write encoder_int8.onnx, encoder_int8_rows.onnx and decoder_int8.onnx")
     a = ap.parse_args()
     try:
-        convert(a.ct2_dir, a.out_dir, a.int8, log=lambda s: print(f"[whisper_to_onnx] {s}", flush=True),
-                int8_encoder=a.int8_encoder)
+        convert(a.ct2_dir, a.out_dir, a.int8, log=lambda s: print(f"[whisper_to_onnx] {s}", flush=True))
     except ConvertError as e:
         print(f"whisper_to_onnx: error: {e}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ Both read the audio that bench_faster_whisper.py prepared in $CACHE/bench-asr/ (
 
 asr  runs dags/corpus.toml --until asr (ingest → segment → asr) on every file of manifest.json, for
      each model and compute type, into a fresh store: asr.model=whisper-<model>,
-     asr.precision=int8|fp32, asr.language=en (faster-whisper's side fixes it too),
+     asr.precision=int8|int8-rows|fp32, asr.language=en (faster-whisper's side fixes it too),
      asr.threads=2, beam 5 (the DAG's default, as faster-whisper's). The clock covers the
      whole `speechmill run` process (asr.word_timestamps=false, the same work as
      faster-whisper's side, unless --words): crawl, decode, Silero VAD, model load and
