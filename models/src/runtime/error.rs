@@ -24,6 +24,13 @@ pub enum ModelError {
     /// A model file (or the onnxruntime library) is missing.
     #[error("model file {} not found: {SETUP_HINT}", .path.display())]
     MissingFile { path: PathBuf },
+    /// A converted model directory of one's own lacks a file (converted by an older
+    /// converter, or partly copied): setup would not fix it, converting again does.
+    #[error(
+        "model file {} not found: convert the checkpoint into {} again with `python models/tools/whisper_to_onnx.py CT2_DIR {} --int8`",
+        .path.display(), .dir.display(), .dir.display()
+    )]
+    MissingConvertedFile { path: PathBuf, dir: PathBuf },
     /// `model_path` got a name that is neither in the registry nor a file in the cache.
     #[error(
         "unknown model `{name}`: not in models/registry.toml (known: {known}) and no {} exists: {SETUP_HINT} or pass a path",

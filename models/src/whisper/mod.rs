@@ -234,6 +234,21 @@ fn model_id(dir: &Path, precision: Precision) -> String {
     }
 }
 
+/// A file missing from a directory of one's own (not one setup converts, e.g. one
+/// converted before `encoder_int8_rows.onnx` existed) is fixed by converting again, not
+/// by setup.
+fn own_directory_hint(name: &str, dir: &Path, e: ModelError) -> ModelError {
+    match e {
+        ModelError::MissingFile { path } if !CONVERTED.contains(&name) => {
+            ModelError::MissingConvertedFile {
+                path,
+                dir: dir.to_path_buf(),
+            }
+        }
+        e => e,
+    }
+}
+
 /// `(language token, code, probability)`; no token for English-only models.
 type Language = (Option<u32>, String, f64);
 
@@ -315,6 +330,7 @@ impl Whisper {
     pub fn model_ref(name: &str, precision: Precision) -> Result<ModelRef> {
         let dir = Self::resolve(name)?;
         ModelRef::hashed(model_id(&dir, precision), name, &precision.all_files())
+            .map_err(|e| own_directory_hint(name, &dir, e))
     }
 
     /// The model a plan names, verified against its hashes (once per process) and
@@ -333,7 +349,11 @@ impl Whisper {
     /// sha256s of [`Precision::all_files`], as [`ModelRef::sha256`] gives them.
     pub fn files_sha256(dir: &Path, precision: Precision) -> Result<String> {
         let location = dir.to_string_lossy();
-        Ok(ModelRef::hashed(model_id(dir, precision), &location, &precision.all_files())?.sha256())
+        Ok(
+            ModelRef::hashed(model_id(dir, precision), &location, &precision.all_files())
+                .map_err(|e| own_directory_hint(&location, dir, e))?
+                .sha256(),
+        )
     }
 
     /// `whisper-base`, `whisper-tiny.en:int8`, …
@@ -1440,5 +1460,27 @@ mod tests {
             model_id(Path::new("/m/whisper-base"), Precision::Int8Rows),
             "whisper-base:int8-rows"
         );
+    }
+
+    #[test]
+    fn own_directory_missing_a_precisions_file_says_to_convert_again() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in Precision::Int8.all_files() {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let name = dir.path().to_str().unwrap();
+        assert!(Whisper::model_ref(name, Precision::Int8).is_ok());
+        let err = Whisper::model_ref(name, Precision::Int8Rows)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("encoder_int8_rows.onnx not found")
+                && err.contains("whisper_to_onnx.py CT2_DIR"),
+            "{err}"
+        );
+        let err = Whisper::files_sha256(dir.path(), Precision::Int8Rows)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whisper_to_onnx.py"), "{err}");
     }
 }
