@@ -395,9 +395,10 @@ fn edit_distance(a: &[u32], b: &[u32]) -> usize {
     row[b.len()]
 }
 
-/// speechmill's int8 graphs (the `asr` default) against faster-whisper's int8 on the
-/// same checkpoint and audio. The two quantise differently (ONNX Runtime blockwise
-/// int8 vs CTranslate2's per-channel int8), so tokens may differ in places; the bounds
+/// speechmill at an int8 `precision` (`int8`, the `asr` default, or `int8-rows`)
+/// against faster-whisper's int8 on the same checkpoint and audio. The two quantise
+/// differently (ONNX Runtime's kernels and, for `int8`, blocks of 128 vs CTranslate2's
+/// per-channel int8), so tokens may differ in places; the bounds
 /// are that the transcripts agree token for token but for `max_token_edits` of
 /// faster-whisper's tokens, and that the WER against the reference transcripts is at
 /// most `wer_margin` above faster-whisper's. Seen here (LibriVox clips and espeak-ng's
@@ -406,23 +407,7 @@ fn edit_distance(a: &[u32], b: &[u32]) -> usize {
 /// The bounds allow about 6 tokens and 1.5 words.
 fn int8_close_to_faster_whisper_int8(
     name: &str,
-    beam_size: usize,
-    max_token_edits: f64,
-    wer_margin: f64,
-) {
-    int8_model_close_to_faster_whisper_int8(
-        name,
-        &model(name, Precision::Int8),
-        beam_size,
-        max_token_edits,
-        wer_margin,
-    );
-}
-
-/// [`int8_close_to_faster_whisper_int8`] for a given int8 model of checkpoint `name`.
-fn int8_model_close_to_faster_whisper_int8(
-    name: &str,
-    whisper: &Whisper,
+    precision: Precision,
     beam_size: usize,
     max_token_edits: f64,
     wer_margin: f64,
@@ -430,6 +415,7 @@ fn int8_model_close_to_faster_whisper_int8(
     let reference = reference();
     let clips = english_clips(&reference);
     let theirs = faster_whisper_int8(name, &clips, beam_size);
+    let whisper = model(name, precision);
     let options = DecodeOptions {
         language: Some("en".into()),
         beam_size,
@@ -474,18 +460,18 @@ fn int8_model_close_to_faster_whisper_int8(
 
 #[test]
 fn int8_greedy_tokens_close_to_faster_whisper_int8_tiny_en() {
-    int8_close_to_faster_whisper_int8("whisper-tiny.en", 1, 0.05, 0.015);
+    int8_close_to_faster_whisper_int8("whisper-tiny.en", Precision::Int8, 1, 0.05, 0.015);
 }
 
 #[test]
 fn int8_greedy_tokens_close_to_faster_whisper_int8_base() {
-    int8_close_to_faster_whisper_int8("whisper-base", 1, 0.05, 0.015);
+    int8_close_to_faster_whisper_int8("whisper-base", Precision::Int8, 1, 0.05, 0.015);
 }
 
 /// The `asr` defaults: whisper-base, int8, beam 5.
 #[test]
 fn int8_beam5_wer_close_to_faster_whisper_int8_base() {
-    int8_close_to_faster_whisper_int8("whisper-base", 5, 0.05, 0.015);
+    int8_close_to_faster_whisper_int8("whisper-base", Precision::Int8, 5, 0.05, 0.015);
 }
 
 /// `int8-rows` (the encoder quantized as CTranslate2 does it, weights per column and
@@ -502,20 +488,12 @@ fn int8_rows_close_to_faster_whisper_int8_tiny_en() {
         "{}: no MatMulInteger",
         Precision::Int8Rows.files()[0]
     );
-    let whisper = model(name, Precision::Int8Rows);
-    int8_model_close_to_faster_whisper_int8(name, &whisper, 1, 0.05, 0.015);
+    int8_close_to_faster_whisper_int8(name, Precision::Int8Rows, 1, 0.05, 0.015);
 }
 
 #[test]
 fn int8_rows_beam5_wer_close_to_faster_whisper_int8_base() {
-    let name = "whisper-base";
-    int8_model_close_to_faster_whisper_int8(
-        name,
-        &model(name, Precision::Int8Rows),
-        5,
-        0.05,
-        0.015,
-    );
+    int8_close_to_faster_whisper_int8("whisper-base", Precision::Int8Rows, 5, 0.05, 0.015);
 }
 
 #[test]
