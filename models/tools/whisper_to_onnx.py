@@ -495,6 +495,17 @@ def metadata(facts: dict) -> dict[str, str]:
     return meta
 
 
+def replace_nodes(g: onnx.GraphProto, nodes: list[onnx.NodeProto], new_inits: dict[str, onnx.TensorProto]) -> None:
+    """Gives `g` the rewritten `nodes`, drops the initializers no node reads any more
+    (the float weights a quantizer replaced) and appends `new_inits`."""
+    used = {i for n in nodes for i in n.input}
+    kept = [t for t in g.initializer if t.name in used]
+    g.ClearField("node")
+    g.node.extend(nodes)
+    g.ClearField("initializer")
+    g.initializer.extend(kept + list(new_inits.values()))
+
+
 def quantize_int8(src: str, dst: str, weights_apart: bool = False) -> None:
     """Rewrites every MatMul and Gemm with a weight initializer as MatMulNBits (8-bit,
     blocks of QUANT_BLOCK along K, symmetric, scale per block) with accuracy_level 4:
@@ -504,7 +515,7 @@ def quantize_int8(src: str, dst: str, weights_apart: bool = False) -> None:
     m = onnx.load(src)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
-    nodes, used_by_float = [], set()
+    nodes: list[onnx.NodeProto] = []
     new_inits: dict[str, onnx.TensorProto] = {}
     for n in g.node:
         w_name = n.input[1] if len(n.input) > 1 else None
@@ -537,13 +548,7 @@ def quantize_int8(src: str, dst: str, weights_apart: bool = False) -> None:
                                       accuracy_level=4))
         if has_bias:
             nodes.append(helper.make_node("Add", [mm_out, n.input[2]], [out], name=n.name + "_bias"))
-    for n in nodes:
-        used_by_float.update(n.input)
-    g.ClearField("node")
-    g.node.extend(nodes)
-    kept = [t for t in g.initializer if t.name in used_by_float]
-    g.ClearField("initializer")
-    g.initializer.extend(kept + list(new_inits.values()))
+    replace_nodes(g, nodes, new_inits)
     if not any(o.domain == "com.microsoft" for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     save_checked(m, dst, weights_apart)
@@ -597,12 +602,7 @@ def quantize_rows_int8(src: str, dst: str) -> None:
         acc = op("Cast", [op("MatMulInteger", [x_u8, q_name, zero_point], "acc_i32")], "acc", to=TensorProto.FLOAT)
         rows = op("Mul", [acc, row_scale], "row_scaled")
         nodes.append(helper.make_node("Mul", [rows, s_name], [n.output[0]], name=f"{p}.out"))
-    used = {i for n in nodes for i in n.input}
-    kept = [t for t in g.initializer if t.name in used]
-    g.ClearField("node")
-    g.node.extend(nodes)
-    g.ClearField("initializer")
-    g.initializer.extend(kept + list(new_inits.values()))
+    replace_nodes(g, nodes, new_inits)
     save_checked(m, dst)
 
 
